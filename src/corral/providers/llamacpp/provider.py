@@ -1,0 +1,188 @@
+"""llama-server: the OpenAI routes (via openai_compat) plus its native ones.
+
+Native routes used: /health, /props, /slots (save/restore/erase), /metrics,
+/tokenize, /detokenize, /apply-template, /completion.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from ...capabilities import Capability
+from ...config import ProviderConfig
+from ...errors import ConfigurationError, ResponseError, parse_error_message
+from ...structured import schema_of
+from ...types import Completion, Health, Message, SlotInfo, Timings, Usage
+from ..base import Call, ChatRequest, HTTPRequest, decode_json
+from ..openai_compat import OpenAICompatProvider
+from ..openai_compat.messages import message_to_openai
+
+__all__ = ["LlamaCppProvider"]
+
+
+def _strip_v1(url: str) -> str:
+    url = url.rstrip("/")
+    return url[: -len("/v1")] if url.endswith("/v1") else url
+
+
+class LlamaCppProvider(OpenAICompatProvider):
+    type_name = "llamacpp"
+    server_label = "llama-server"
+    capabilities = OpenAICompatProvider.capabilities | {
+        Capability.GRAMMAR,
+        Capability.TOKENIZE,
+        Capability.TEMPLATES,
+        Capability.PROPS,
+        Capability.SLOTS,
+        Capability.METRICS,
+    }
+
+    def __init__(self, config: ProviderConfig) -> None:
+        super().__init__(config)
+        # Users paste either "http://host:8080" or "http://host:8080/v1"; both mean the server root.
+        self.base_url = _strip_v1(self.base_url)
+        self.v1_base = self.base_url + "/v1"
+
+    def unreachable_message(self) -> str:
+        return f"llama-server not running at {self.endpoint}"
+
+    def native(self, path: str) -> str:
+        return f"{self.base_url}{path}"
+
+    # -- chat: map structured output onto llama.cpp's native fields ---------------------------------------
+    def chat_body(self, req: ChatRequest, *, stream: bool) -> dict[str, Any]:
+        body = super().chat_body(req, stream=stream)
+        rf = body.get("response_format")
+        if rf is not None:
+            schema = schema_of(rf)
+            if schema is not None:
+                # llama-server compiles "json_schema" to a grammar on every version that has it.
+                del body["response_format"]
+                body["json_schema"] = schema
+        if req.grammar is not None:
+            body["grammar"] = req.grammar
+        return body
+
+    # -- native text completion -------------------------------------------------------------------------
+    def complete(self, prompt: str, params: dict[str, Any]) -> Call[Completion]:
+        body = dict(params)
+        if "max_tokens" in body:
+            body["n_predict"] = body.pop("max_tokens")
+        body["prompt"] = prompt
+
+        def parse(status: int, raw: bytes) -> Completion:
+            data = decode_json(raw, "completion")
+            if not isinstance(data, dict) or "content" not in data:
+                raise ResponseError(f"completion response has no content: {raw[:300]!r}")
+            timings = Timings.from_llamacpp(data["timings"]) if isinstance(data.get("timings"), dict) else None
+            stop_type = data.get("stop_type")
+            finish = "length" if stop_type == "limit" else "stop"
+            return Completion(
+                text=str(data["content"]),
+                finish_reason=finish,
+                usage=Usage(
+                    int(data.get("tokens_evaluated", 0)),
+                    int(data.get("tokens_predicted", 0)),
+                    timings.cached_tokens if timings else 0,
+                ),
+                model=str(data.get("model", "")),
+                timings=timings,
+                provider=self.name,
+            )
+
+        return Call(HTTPRequest("POST", self.native("/completion"), body), parse)
+
+    # -- health -------------------------------------------------------------------------------------------
+    def health(self) -> Call[Health]:
+        def parse(status: int, raw: bytes) -> Health:
+            if status == 200:
+                return Health("ok", self.name, self.endpoint)
+            message, _ = parse_error_message(raw)
+            state = "loading" if status == 503 else "error"
+            return Health(state, self.name, self.endpoint, message)
+
+        return Call(HTTPRequest("GET", self.native("/health")), parse, parse_errors=True)
+
+    # -- tokens and templates -----------------------------------------------------------------------------
+    def tokenize(self, text: str, *, add_special: bool = False) -> Call[list[int]]:
+        def parse(status: int, raw: bytes) -> list[int]:
+            data = decode_json(raw, "tokenize")
+            tokens = data.get("tokens") if isinstance(data, dict) else None
+            if not isinstance(tokens, list):
+                raise ResponseError(f"tokenize response has no tokens: {raw[:300]!r}")
+            return [int(t) for t in tokens]
+
+        body = {"content": text, "add_special": add_special}
+        return Call(HTTPRequest("POST", self.native("/tokenize"), body), parse)
+
+    def detokenize(self, tokens: Sequence[int]) -> Call[str]:
+        def parse(status: int, raw: bytes) -> str:
+            data = decode_json(raw, "detokenize")
+            if not isinstance(data, dict) or not isinstance(data.get("content"), str):
+                raise ResponseError(f"detokenize response has no content: {raw[:300]!r}")
+            return str(data["content"])
+
+        return Call(HTTPRequest("POST", self.native("/detokenize"), {"tokens": list(tokens)}), parse)
+
+    def apply_template(self, messages: Sequence[Message]) -> Call[str]:
+        def parse(status: int, raw: bytes) -> str:
+            data = decode_json(raw, "apply-template")
+            if not isinstance(data, dict) or not isinstance(data.get("prompt"), str):
+                raise ResponseError(f"apply-template response has no prompt: {raw[:300]!r}")
+            return str(data["prompt"])
+
+        body = {"messages": [message_to_openai(m) for m in messages]}
+        return Call(HTTPRequest("POST", self.native("/apply-template"), body), parse)
+
+    # -- server state -------------------------------------------------------------------------------------
+    def props(self) -> Call[dict[str, Any]]:
+        def parse(status: int, raw: bytes) -> dict[str, Any]:
+            data = decode_json(raw, "props")
+            if not isinstance(data, dict):
+                raise ResponseError(f"props response is not an object: {raw[:300]!r}")
+            return data
+
+        return Call(HTTPRequest("GET", self.native("/props")), parse)
+
+    def metrics(self) -> Call[dict[str, float]]:
+        def parse(status: int, raw: bytes) -> dict[str, float]:
+            from prometheus_client.parser import text_string_to_metric_families
+
+            out: dict[str, float] = {}
+            try:
+                for family in text_string_to_metric_families(raw.decode("utf-8", "replace")):
+                    for sample in family.samples:
+                        out[sample.name] = float(sample.value)
+            except ValueError as exc:
+                raise ResponseError(f"metrics are not in Prometheus text format: {exc}") from exc
+            return out
+
+        return Call(HTTPRequest("GET", self.native("/metrics")), parse)
+
+    def slots(self) -> Call[list[SlotInfo]]:
+        def parse(status: int, raw: bytes) -> list[SlotInfo]:
+            data = decode_json(raw, "slots")
+            if not isinstance(data, list):
+                raise ResponseError(f"slots response is not a list: {raw[:300]!r}")
+            return [
+                SlotInfo(int(s.get("id", i)), int(s.get("n_ctx", 0)), bool(s.get("is_processing")), s)
+                for i, s in enumerate(data)
+                if isinstance(s, dict)
+            ]
+
+        return Call(HTTPRequest("GET", self.native("/slots")), parse)
+
+    def slot_action(self, slot_id: int, action: str, filename: str | None) -> Call[dict[str, Any]]:
+        if filename is not None and ("/" in filename or "\\" in filename or filename in ("", ".", "..")):
+            raise ConfigurationError(f"slot filename must be a plain file name, got {filename!r}")
+
+        def parse(status: int, raw: bytes) -> dict[str, Any]:
+            data = decode_json(raw, f"slot {action}")
+            if not isinstance(data, dict):
+                raise ResponseError(f"slot {action} response is not an object: {raw[:300]!r}")
+            return data
+
+        body = {"filename": filename} if filename is not None else {}
+        url = self.native(f"/slots/{int(slot_id)}?action={action}")
+        return Call(HTTPRequest("POST", url, body), parse)

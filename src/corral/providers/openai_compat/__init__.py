@@ -1,0 +1,3 @@
+from .provider import OpenAICompatProvider
+
+__all__ = ["OpenAICompatProvider"]
