@@ -272,7 +272,6 @@ class Health:
     provider: str = ""
     endpoint: str = ""
     detail: str = ""
-    latency_ms: float = 0.0
 
     @property
     def ok(self) -> bool:
