@@ -96,8 +96,8 @@ class AsyncClient(_ClientBase):
 
             from .manager.engine import acquire_engine
 
-            model = await asyncio.to_thread(self._engine_model)
-            self._engine = await asyncio.to_thread(acquire_engine, model)
+            model, args = await asyncio.to_thread(self._engine_spec)
+            self._engine = await asyncio.to_thread(acquire_engine, model, args)
             return create_provider(self._engine_config(self._engine))
         return create_provider(self.config)
 

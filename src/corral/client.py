@@ -63,13 +63,17 @@ class _ClientBase:
         self._provider: Provider | None = None
         self._engine: EngineProcess | None = None
 
-    def _engine_model(self) -> str:
-        gguf = self.config.options.get("gguf")
-        if gguf:
-            return str(gguf)
-        from .manager.bundled import bundled_model_path
+    def _engine_spec(self) -> tuple[str, tuple[str, ...]]:
+        """(GGUF path, engine arguments) for the embedded engine; the bundled model by default."""
+        from .manager.engine import DEFAULT_ENGINE_ARGS
 
-        return str(bundled_model_path())
+        gguf = self.config.options.get("gguf")
+        args = self.config.options.get("args")
+        if gguf:
+            return str(gguf), tuple(str(a) for a in args) if isinstance(args, list) else DEFAULT_ENGINE_ARGS
+        from .manager.bundled import bundled_engine_args, bundled_model_path
+
+        return str(bundled_model_path()), bundled_engine_args()
 
     def _engine_config(self, engine: EngineProcess) -> ProviderConfig:
         from dataclasses import replace
@@ -158,7 +162,7 @@ class Client(_ClientBase):
         if self.config.type in ("embedded", "zero-setup"):
             from .manager.engine import acquire_engine
 
-            self._engine = acquire_engine(self._engine_model())
+            self._engine = acquire_engine(*self._engine_spec())
             return create_provider(self._engine_config(self._engine))
         return create_provider(self.config)
 

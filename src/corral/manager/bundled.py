@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ..errors import ConfigurationError
 
-__all__ = ["bundled_model_path", "cache_dir"]
+__all__ = ["bundled_engine_args", "bundled_model_path", "cache_dir"]
 
 
 def cache_dir() -> Path:
@@ -39,6 +39,15 @@ def bundled_model_path() -> Path:
     _assemble(pkg.chunk_paths(), target, pkg.EXPECTED_SHA256)
     marker.write_text(pkg.EXPECTED_SHA256)
     return target
+
+
+def bundled_engine_args() -> tuple[str, ...]:
+    """Engine arguments for the bundled model: it ships no chat template, so give it Gemma's own
+    turn format (llama.cpp would otherwise fall back to ChatML, which Gemma never saw)."""
+    from .engine import DEFAULT_ENGINE_ARGS
+
+    template = Path(__file__).parent / "templates" / "gemma3.jinja"
+    return (*DEFAULT_ENGINE_ARGS, "--jinja", "--chat-template-file", str(template))
 
 
 def _assemble(chunks: list[Path], target: Path, expected: str) -> None:

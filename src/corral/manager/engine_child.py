@@ -79,7 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     params.endpoint_metrics = args.metrics
     if args.slot_save_path:
         os.makedirs(args.slot_save_path, exist_ok=True)
-        params.slot_save_path = args.slot_save_path
+        # llama-server's own flag parser adds the trailing separator; the engine joins paths by concatenation.
+        params.slot_save_path = os.path.join(args.slot_save_path, "")
     if args.jinja or args.chat_template_file:
         params.use_jinja = True
     if args.chat_template_file:

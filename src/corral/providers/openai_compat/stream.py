@@ -10,7 +10,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from ...errors import ResponseError, error_from_response
+from ...errors import ResponseError, StructuredOutputError, error_from_response
 from ...events import ContentDelta, ReasoningDelta, StreamEvent, ToolCallDelta, ToolCallEnd
 from ...reasoning import ThinkSplitter
 from ...structured import parse_structured
@@ -161,7 +161,14 @@ class ChunkAssembler:
         content = "".join(self._content)
         parsed = None
         if self._format is not None and not calls:
-            parsed = parse_structured(content, self._format, self._output_type)
+            try:
+                parsed = parse_structured(content, self._format, self._output_type)
+            except StructuredOutputError as exc:
+                if self._finish == "length":
+                    raise StructuredOutputError(
+                        f"{exc.message} (the output was cut at max_tokens; allow more tokens)", raw=exc.raw
+                    ) from exc
+                raise
         return ChatResponse(
             content=content,
             finish_reason=self._finish,
