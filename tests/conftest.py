@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 
 import corral.manager
-
 from corral.manager.engine import EngineProcess
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -32,7 +31,7 @@ def gguf_path() -> Path:
         from corral.manager.bundled import bundled_model_path
 
         return bundled_model_path()
-    except Exception as exc:  # noqa: BLE001  # any failure here means "no live tests possible"
+    except Exception as exc:  # any failure here means "no live tests possible"
         _unavailable(f"bundled model: {exc}")
         raise
 
@@ -41,7 +40,7 @@ def start_engine(gguf: Path, *args: str, api_key: str = "") -> EngineProcess:
     engine = EngineProcess(gguf, args, api_key=api_key, start_timeout=120)
     try:
         engine.start()
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         _unavailable(f"engine failed to start: {exc}")
     return engine
 

@@ -63,9 +63,9 @@ class AsyncClient(_ClientBase):
             await http.aclose()
         engine, self._engine = self._engine, None
         if engine is not None:
-            from .manager.engine import release_engine
-
             import asyncio
+
+            from .manager.engine import release_engine
 
             await asyncio.to_thread(release_engine, engine)
 
@@ -268,7 +268,9 @@ class AsyncClient(_ClientBase):
         return await self._run(provider.health(), timeout)
 
     async def tokenize(self, text: str, *, add_special: bool = False, timeout: float | None = UNSET) -> list[int]:
-        return await self._run((await self._llamacpp(Capability.TOKENIZE)).tokenize(text, add_special=add_special), timeout)
+        return await self._run(
+            (await self._llamacpp(Capability.TOKENIZE)).tokenize(text, add_special=add_special), timeout
+        )
 
     async def detokenize(self, tokens: Sequence[int], *, timeout: float | None = UNSET) -> str:
         return await self._run((await self._llamacpp(Capability.TOKENIZE)).detokenize(tokens), timeout)

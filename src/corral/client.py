@@ -11,7 +11,7 @@ from .capabilities import Capability
 from .config import ProviderConfig, Settings
 from .errors import ConfigurationError
 from .providers.base import UNSET, Call, build_chat_request, needed_capabilities
-from .registry import ZERO_SETUP, create_provider, resolve
+from .registry import create_provider, resolve
 from .types import (
     ChatResponse,
     Completion,
@@ -282,7 +282,11 @@ class Client(_ClientBase):
 
         def open_response() -> Any:
             return self._client().stream(
-                http.method, http.url, content=encode_body(http), headers=headers, timeout=http_timeout(provider, timeout)
+                http.method,
+                http.url,
+                content=encode_body(http),
+                headers=headers,
+                timeout=http_timeout(provider, timeout),
             )
 
         return ChatStream(provider, call, open_response)
@@ -308,7 +312,9 @@ class Client(_ClientBase):
         return self._run(provider.complete(prompt, params), timeout)
 
     # -- other routes ---------------------------------------------------------------------------------------
-    def embed(self, inputs: str | Sequence[str], *, model: str | None = None, timeout: float | None = UNSET) -> Embeddings:
+    def embed(
+        self, inputs: str | Sequence[str], *, model: str | None = None, timeout: float | None = UNSET
+    ) -> Embeddings:
         provider = self.provider
         provider.require(Capability.EMBEDDINGS)
         return self._run(provider.embed(_inputs(inputs), model), timeout)

@@ -240,9 +240,7 @@ def parse_dsn(dsn: str, name: str | None = None) -> ProviderConfig:
     if ptype == "openai" and not path and host == "api.openai.com":
         path = "/v1"
     base_url = f"{transport}://{netloc}{path}"
-    return ProviderConfig(
-        name or scheme, ptype, base_url, Secret(secret) if secret else None, model, timeout, query
-    )
+    return ProviderConfig(name or scheme, ptype, base_url, Secret(secret) if secret else None, model, timeout, query)
 
 
 def _redact_dsn(dsn: str) -> str:
@@ -276,7 +274,8 @@ def _provider_from_table(name: str, table: Mapping[str, Any], where: str) -> Pro
         ptype = _TYPE_ALIASES.get(str(ptype).lower(), str(ptype))
         if ptype not in PROVIDER_TYPES:
             raise ConfigurationError(
-                f"{where}.type: unknown provider type {table.get('type')!r} (expected one of {', '.join(PROVIDER_TYPES)})"
+                f"{where}.type: unknown provider type {table.get('type')!r} "
+                f"(expected one of {', '.join(PROVIDER_TYPES)})"
             )
         default_timeout = None if ptype == "llama-swap" else DEFAULT_TIMEOUT
         base = ProviderConfig(name, ptype, None, None, None, default_timeout)

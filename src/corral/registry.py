@@ -96,7 +96,9 @@ def resolve(
                         f"unknown provider {name!r}: not configured ({known}) and not a provider type "
                         f"({', '.join(PROVIDER_TYPES)})"
                     )
-                found = ProviderConfig(name, ptype, None, None, None, None if ptype == "llama-swap" else DEFAULT_TIMEOUT)
+                found = ProviderConfig(
+                    name, ptype, None, None, None, None if ptype == "llama-swap" else DEFAULT_TIMEOUT
+                )
             resolved = found
         elif settings.default_provider:
             resolved = settings.provider(settings.default_provider)

@@ -41,9 +41,7 @@ def normalize_response_format(value: Any) -> tuple[dict[str, Any] | None, Any]:
         return {"type": "json_schema", "json_schema": dict(spec)}, None
     if "properties" in value or "$schema" in value or kind in ("object", "array"):
         return {"type": "json_schema", "json_schema": {"name": "output", "schema": dict(value)}}, None
-    raise ConfigurationError(
-        f"response_format.type must be 'text', 'json_object' or 'json_schema', got {kind!r}"
-    )
+    raise ConfigurationError(f"response_format.type must be 'text', 'json_object' or 'json_schema', got {kind!r}")
 
 
 def schema_of(wire: Mapping[str, Any]) -> dict[str, Any] | None:

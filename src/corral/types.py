@@ -132,14 +132,14 @@ def _message_from_dict(m: Mapping[str, Any], i: int) -> Message:
     role = m.get("role")
     if role not in _ROLES:
         raise ConfigurationError(f"{where}.role must be one of system, user, assistant, tool; got {role!r}")
-    if role == "developer":
-        role = "system"
+    # "developer" is OpenAI's newer name for the system role.
+    checked: Role = "system" if role == "developer" else role
     content = m.get("content")
     parsed: str | tuple[ContentPart, ...] | None
     if content is None or isinstance(content, str):
         parsed = content
     elif isinstance(content, Sequence):
-        parts = []
+        parts: list[ContentPart] = []
         for j, p in enumerate(content):
             if isinstance(p, str):
                 parts.append(TextPart(p))
@@ -155,7 +155,7 @@ def _message_from_dict(m: Mapping[str, Any], i: int) -> Message:
     )
     reasoning = m.get("reasoning_content") or m.get("reasoning")
     return Message(
-        role,
+        checked,
         parsed,
         calls,
         m.get("tool_call_id"),

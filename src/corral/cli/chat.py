@@ -71,7 +71,9 @@ def _turn(
 
 
 def _repl(client: Client, history: list[Message], max_tokens: int, temperature: float | None) -> None:
-    err.print(f"corral chat with {client.provider.name} at {client.provider.endpoint}. Ctrl-D or /exit to end.", style="dim")
+    err.print(
+        f"corral chat with {client.provider.name} at {client.provider.endpoint}. Ctrl-D or /exit to end.", style="dim"
+    )
     while True:
         try:
             line = input("you> " if sys.stdin.isatty() else "")

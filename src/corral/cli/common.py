@@ -6,7 +6,7 @@ import json
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
@@ -47,12 +47,12 @@ def run(fn: Callable[[], T]) -> T:
     try:
         return fn()
     except CorralError as exc:
-        fail(str(exc))
+        raise fail(str(exc)) from None
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
 
 
-def fail(message: str, code: int = 1) -> typer.Exit:
+def fail(message: str, code: int = 1) -> NoReturn:
     # One line, no traceback: the message is what the user needs.
     err.print(f"[bold red]error:[/] {message}", markup=True, highlight=False) if err.is_terminal else print(
         f"error: {message}", file=sys.stderr

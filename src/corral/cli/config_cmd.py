@@ -7,14 +7,20 @@ from ..registry import resolve
 from .common import ConfigOpt, DsnOpt, JsonOpt, ProviderOpt, out, print_json, run
 
 
-def config(provider: ProviderOpt = None, dsn: DsnOpt = None, config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
+def config(
+    provider: ProviderOpt = None, dsn: DsnOpt = None, config: ConfigOpt = None, as_json: JsonOpt = False
+) -> None:
     """Show the effective configuration (file + environment), secrets masked."""
     settings = run(lambda: load_settings(config))
     chosen = run(lambda: resolve(dsn or provider, config=settings))
     view = settings.display()
     view["selected"] = (
-        {"name": "default", "type": "zero-setup",
-         "detail": "llama-server at http://127.0.0.1:8080 if it answers, else the embedded engine with the bundled model"}
+        {
+            "name": "default",
+            "type": "zero-setup",
+            "detail": "llama-server at http://127.0.0.1:8080 if it answers, else the embedded engine "
+            "with the bundled model",
+        }
         if chosen.type == "zero-setup"
         else {"name": chosen.name, **chosen.display()}
     )

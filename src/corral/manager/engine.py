@@ -42,7 +42,8 @@ class EngineProcess:
         self.api_key = api_key if api_key is not None else secrets.token_urlsafe(24)
         self.url: str | None = None
         self.proc: subprocess.Popen[bytes] | None = None
-        self._log = tempfile.TemporaryFile(prefix="corral-engine-")
+        # The child's stderr (llama.cpp's log) goes here, so a failed start can quote its last lines.
+        self._log = tempfile.TemporaryFile(prefix="corral-engine-")  # noqa: SIM115  # closed in stop()
 
     @property
     def pid(self) -> int | None:
@@ -54,9 +55,7 @@ class EngineProcess:
         try:
             import xllamacpp  # noqa: F401  # fail here, with advice, rather than in the child
         except ImportError:
-            raise ConfigurationError(
-                "the embedded engine needs xllamacpp: pip install 'corral[local]'"
-            ) from None
+            raise ConfigurationError("the embedded engine needs xllamacpp: pip install 'corral[local]'") from None
         cmd = [sys.executable, "-m", "corral.manager.engine_child", "-m", str(self.model), "--port", "0", *self.args]
         env = dict(os.environ, CORRAL_ENGINE_API_KEY=self.api_key)
         self.proc = subprocess.Popen(

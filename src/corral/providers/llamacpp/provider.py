@@ -99,8 +99,7 @@ class LlamaCppProvider(OpenAICompatProvider):
             if status == 200:
                 return Health("ok", self.name, self.endpoint)
             message, _ = parse_error_message(raw)
-            state = "loading" if status == 503 else "error"
-            return Health(state, self.name, self.endpoint, message)
+            return Health("loading" if status == 503 else "error", self.name, self.endpoint, message)
 
         return Call(HTTPRequest("GET", self.native("/health")), parse, parse_errors=True)
 

@@ -32,6 +32,7 @@ class OpenAICompatProvider(Provider):
             Capability.VISION,
         }
     )
+
     def __init__(self, config: ProviderConfig) -> None:
         super().__init__(config)
         #: where the OpenAI routes live: base_url itself ("https://api.openai.com/v1")
@@ -74,7 +75,9 @@ class OpenAICompatProvider(Provider):
         def parse(status: int, body: bytes) -> ChatResponse:
             data = decode_json(body, "chat")
             if not isinstance(data, dict) or not data.get("choices"):
-                raise ResponseError(f"chat response has no choices: {body[:300]!r}", raw=body.decode("utf-8", "replace"))
+                raise ResponseError(
+                    f"chat response has no choices: {body[:300]!r}", raw=body.decode("utf-8", "replace")
+                )
             state = self.new_assembler(req)
             state.feed(data)
             return state.finish()
@@ -143,7 +146,8 @@ class OpenAICompatProvider(Provider):
         return Call(HTTPRequest("GET", self.url("/models")), parse)
 
     def model_info(self, m: dict[str, Any]) -> ModelInfo:
-        meta = m.get("meta") if isinstance(m.get("meta"), dict) else {}
+        meta = m.get("meta")
+        meta = meta if isinstance(meta, dict) else {}
         ctx = meta.get("n_ctx") or m.get("context_length") or m.get("max_model_len")
         return ModelInfo(
             id=str(m.get("id") or m.get("name") or ""),
@@ -157,6 +161,8 @@ class OpenAICompatProvider(Provider):
     def health(self) -> Call[Health]:
         # OpenAI-compatible hosts have no standard health route; an answered model list is health.
         def parse(status: int, raw: bytes) -> Health:
-            return Health("ok" if status < 400 else "error", self.name, self.endpoint, "" if status < 400 else f"HTTP {status}")
+            return Health(
+                "ok" if status < 400 else "error", self.name, self.endpoint, "" if status < 400 else f"HTTP {status}"
+            )
 
         return Call(HTTPRequest("GET", self.url("/models")), parse, parse_errors=True)

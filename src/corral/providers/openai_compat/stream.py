@@ -153,7 +153,9 @@ class ChunkAssembler:
                 "stream ended before the server sent a finish reason (connection cut or server crashed)",
                 raw="".join(self._content)[-500:],
             )
-        calls = tuple(ToolCall(p.id or f"call_{i}", p.name, "".join(p.arguments)) for i, p in sorted(self._calls.items()))
+        calls = tuple(
+            ToolCall(p.id or f"call_{i}", p.name, "".join(p.arguments)) for i, p in sorted(self._calls.items())
+        )
         usage = self._usage
         if usage is None and self._timings is not None:
             t = self._timings
