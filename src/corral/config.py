@@ -288,7 +288,7 @@ def _provider_from_table(name: str, table: Mapping[str, Any], where: str) -> Pro
         raise ConfigurationError(f"{where}.base_url must be a string")
     return replace(
         base,
-        base_url=base_url.rstrip("/") if base_url else base.base_url,
+        base_url=base_url.rstrip("/") if base_url else (base.base_url or DEFAULT_URLS.get(base.type)),
         api_key=Secret(api_key) if api_key else base.api_key,
         model=str(table["model"]) if "model" in table else base.model,
         timeout=_parse_timeout(table["timeout"], f"{where}.timeout") if "timeout" in table else base.timeout,
