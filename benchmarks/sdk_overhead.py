@@ -36,6 +36,7 @@ import platform
 import re
 import selectors
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -224,6 +225,41 @@ def _ready_url(c: Child, timeout: float) -> str:
     return url.replace("://localhost:", "://127.0.0.1:")
 
 
+def server_floor_ms(url: str, calls: int = 1000) -> float:
+    """Median round trip of the canned POST over a bare keep-alive socket: the server's own share.
+
+    Every contender pays this too, so it shows how much of the httpx floor is the server and
+    loopback, and how much is client library.
+    """
+    host_port = url.split("://", 1)[1]
+    host, port = host_port.rsplit(":", 1)
+    body = b'{"model":"x","messages":[{"role":"user","content":"hi"}],"max_tokens":8}'
+    request = (
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\n\r\n%s" % (host_port.encode(), len(body), body)
+    )
+    times: list[int] = []
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for _ in range(calls):
+            t = time.perf_counter_ns()
+            sock.sendall(request)
+            got = b""
+            # The canned answer is one small write; read until its whole body is in.
+            while b"\r\n\r\n" not in got or len(got) < got.index(b"\r\n\r\n") + 4 + _content_length(got):
+                chunk = sock.recv(65536)
+                if not chunk:
+                    raise ChildError("canned backend closed the connection")
+                got += chunk
+            times.append(time.perf_counter_ns() - t)
+    return statistics.median(times) / 1e6
+
+
+def _content_length(response: bytes) -> int:
+    m = re.search(rb"(?i)content-length:\s*(\d+)", response)
+    return int(m.group(1)) if m else 0
+
+
 def _gguf_path(explicit: str | None) -> str:
     if explicit:
         return explicit
@@ -337,9 +373,7 @@ def run_backend(backend: Backend, args: argparse.Namespace, deadline: float) -> 
                 w.send({"run": size})
                 msg = w.recv(per_round_timeout)
                 if "ns" not in msg:
-                    raise ChildError(
-                        f"{contender} failed in round {r}: {msg.get('error')}\n{msg.get('trace', '')}"
-                    )
+                    raise ChildError(f"{contender} failed in round {r}: {msg.get('error')}\n{msg.get('trace', '')}")
                 results[contender].ns.extend(int(x) for x in msg["ns"])
             rounds_done = r + 1
         for contender, w in workers.items():
@@ -434,7 +468,11 @@ def measure_import(python: str, module: str, runs: int, env: dict[str, str]) -> 
 
 
 def import_profile(python: str, module: str, env: dict[str, str], top: int = 6) -> list[dict[str, Any]]:
-    """The heaviest imports under ``module`` by cumulative time, from ``-X importtime``."""
+    """The modules with the most *self* time among those ``import module`` loads (``-X importtime``).
+
+    Self time, not cumulative: a cumulative figure is charged to whichever module happened to
+    import a shared dependency first, which says little about where the time really goes.
+    """
     proc = subprocess.run(
         [python, "-X", "importtime", "-c", f"import {module}"],
         capture_output=True,
@@ -443,23 +481,21 @@ def import_profile(python: str, module: str, env: dict[str, str], top: int = 6) 
         timeout=120,
         stdin=subprocess.DEVNULL,
     )
-    rows: list[dict[str, Any]] = []
+    # importtime prints in post-order: a top-level import's whole subtree comes right before its
+    # own depth-0 line, so the subtree of ``module`` is what accumulated since the last depth-0 line.
+    pending: list[dict[str, Any]] = []
     for line in proc.stderr.splitlines():
-        m = re.match(r"import time:\s+(\d+)\s+\|\s+(\d+)\s+\|(\s*)(\S+)", line)
-        if m:
-            depth = (len(m.group(3)) - 1) // 2
-            rows.append(
-                {
-                    "module": m.group(4),
-                    "self_us": int(m.group(1)),
-                    "cumulative_us": int(m.group(2)),
-                    "depth": depth,
-                }
-            )
-    # Top-level entries (depth 0) are what `import module` pulled in directly or as first importer.
-    rows = [r for r in rows if r["depth"] <= 1 and r["module"] != module]
-    rows.sort(key=lambda r: r["cumulative_us"], reverse=True)
-    return rows[:top]
+        m = re.match(r"import time:\s+(\d+)\s+\|\s+(\d+)\s+\|( *)(\S+)", line)
+        if not m:
+            continue
+        row = {"module": m.group(4), "self_us": int(m.group(1)), "cumulative_us": int(m.group(2))}
+        pending.append(row)
+        if len(m.group(3)) == 1:  # depth 0
+            if row["module"] == module:
+                pending.sort(key=lambda r: r["self_us"], reverse=True)
+                return pending[:top]
+            pending = []
+    return []
 
 
 def run_imports(args: argparse.Namespace) -> dict[str, Any]:
@@ -555,15 +591,13 @@ def render(report: dict[str, Any]) -> str:
                 lines.append(f"  {label:<20} {t:<28} RSS {r['rss_mb']:6.1f} MB")
         heavy = imp.get("corral_heaviest") or []
         if heavy:
-            parts = ", ".join(f"{h['module']} {h['cumulative_us'] / 1000:.1f}" for h in heavy)
-            lines.append(f"  heaviest under corral (-X importtime, cumulative ms): {parts}")
+            parts = ", ".join(f"{h['module']} {h['self_us'] / 1000:.1f}" for h in heavy)
+            lines.append(f"  slowest modules under import corral (-X importtime, one run, self ms): {parts}")
     lines.append("")
     lines.append("Targets (corral)")
     for t in report["targets"]:
         value = "-" if t["value"] is None else f"{t['value']:.3f} {t['unit']}"
-        lines.append(
-            f"  {t['name']:<34} {value:>12}   target <= {t['target']} {t['unit']:<3}  {t['verdict']}"
-        )
+        lines.append(f"  {t['name']:<34} {value:>12}   target <= {t['target']} {t['unit']:<3}  {t['verdict']}")
     return "\n".join(lines)
 
 
@@ -615,15 +649,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=2000,
         help="timed calls per contender, canned backend (%(default)s)",
     )
-    p.add_argument(
-        "--round-size", type=int, default=100, help="calls per contender per round, canned (%(default)s)"
-    )
-    p.add_argument(
-        "--warmup", type=int, default=50, help="untimed warm-up calls per contender, canned (%(default)s)"
-    )
-    p.add_argument(
-        "--llama-calls", type=int, default=20, help="timed calls per contender, llama.cpp (%(default)s)"
-    )
+    p.add_argument("--round-size", type=int, default=100, help="calls per contender per round, canned (%(default)s)")
+    p.add_argument("--warmup", type=int, default=50, help="untimed warm-up calls per contender, canned (%(default)s)")
+    p.add_argument("--llama-calls", type=int, default=20, help="timed calls per contender, llama.cpp (%(default)s)")
     p.add_argument(
         "--llama-round-size",
         type=int,
@@ -652,24 +680,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help=f"create {DEFAULT_LITELLM_VENV.name} and pip install litellm",
     )
-    p.add_argument(
-        "--litellm-spec", default="litellm", help="pip requirement for --setup-litellm (%(default)s)"
-    )
-    p.add_argument(
-        "--import-runs", type=int, default=7, help="fresh interpreters per import measurement (%(default)s)"
-    )
-    p.add_argument(
-        "--no-imports", dest="imports", action="store_false", help="skip the import/RSS measurements"
-    )
+    p.add_argument("--litellm-spec", default="litellm", help="pip requirement for --setup-litellm (%(default)s)")
+    p.add_argument("--import-runs", type=int, default=7, help="fresh interpreters per import measurement (%(default)s)")
+    p.add_argument("--no-imports", dest="imports", action="store_false", help="skip the import/RSS measurements")
     p.add_argument(
         "--no-compare-imports",
         dest="compare_imports",
         action="store_false",
         help="measure import corral only",
     )
-    p.add_argument(
-        "--time-limit", type=float, default=240.0, help="stop starting rounds after this many seconds"
-    )
+    p.add_argument("--time-limit", type=float, default=240.0, help="stop starting rounds after this many seconds")
     p.add_argument(
         "--json",
         nargs="?",
@@ -717,7 +737,17 @@ def main(argv: list[str] | None = None) -> int:
             if name == "canned":
                 server = stack.enter_context(child("canned-backend", [sys.executable, str(CANNED)], env))
                 url = _ready_url(server, timeout=30.0)
-                backend = Backend(name, url, args.calls, args.round_size, args.warmup, 8, None)
+                floor = server_floor_ms(url)
+                backend = Backend(
+                    name,
+                    url,
+                    args.calls,
+                    args.round_size,
+                    args.warmup,
+                    8,
+                    None,
+                    note=f"server + loopback alone (bare keep-alive socket, no HTTP library): {floor:.3f} ms median",
+                )
             else:
                 gguf = _gguf_path(args.gguf)
                 log(f"starting llama.cpp server on {Path(gguf).name}")

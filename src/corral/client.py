@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from .capabilities import Capability
 from .config import ProviderConfig, Settings
 from .errors import ConfigurationError
-from .providers.base import UNSET, Call, build_chat_request, needed_capabilities
+from .providers.base import UNSET, Call, build_chat_request, check_sampling, needed_capabilities
 from .registry import create_provider, resolve
 from .types import (
     ChatResponse,
@@ -375,8 +375,7 @@ def _completion_params(
     grammar: str | None,
     extra_body: Mapping[str, Any] | None,
 ) -> dict[str, Any]:
-    if max_tokens is not None and (not isinstance(max_tokens, int) or max_tokens < 1):
-        raise ConfigurationError(f"max_tokens must be a positive integer, got {max_tokens!r}")
+    check_sampling(max_tokens, temperature)
     params: dict[str, Any] = {}
     if max_tokens is not None:
         params["max_tokens"] = max_tokens

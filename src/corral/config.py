@@ -94,7 +94,7 @@ class Secret:
         return bool(self._value)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, repr=False)
 class ProviderConfig:
     name: str
     type: str
@@ -103,6 +103,9 @@ class ProviderConfig:
     model: str | None = None
     timeout: float | None = DEFAULT_TIMEOUT  # None: no client timeout
     options: Mapping[str, Any] = field(default_factory=dict)  # type-specific extras (e.g. gguf path)
+
+    def __repr__(self) -> str:
+        return f"ProviderConfig(name={self.name!r}, {self.display()!r})"
 
     def display(self) -> dict[str, Any]:
         """A printable view, the secret masked."""
@@ -123,7 +126,8 @@ class Settings:
     default_provider: str | None = None
     providers: Mapping[str, ProviderConfig] = field(default_factory=dict)
     source: str | None = None  # the file read, if any
-    raw: Mapping[str, Any] = field(default_factory=dict)  # sections later layers (gateway, routing) read
+    # sections later layers (gateway, routing) read; interpolated, so it may hold secrets: never in repr
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False)
 
     def provider(self, name: str) -> ProviderConfig:
         found = find_provider(self, name)

@@ -34,6 +34,8 @@ class _LineSplitter:
         self._pending_cr = False
 
     def feed(self, text: str) -> list[str]:
+        if not text:
+            return []
         if self._pending_cr and text.startswith("\n"):
             text = text[1:]
         self._pending_cr = False
@@ -60,7 +62,7 @@ class StreamDecoder:
     their event name in the ``"__event__"`` key when it is not "message".
     """
 
-    __slots__ = ("_data", "_decoder", "_event", "_lines", "mode")
+    __slots__ = ("_data", "_decoder", "_event", "_lines", "_started", "mode")
 
     def __init__(self, mode: Literal["sse", "ndjson", "auto"] = "auto") -> None:
         self.mode = mode
@@ -68,12 +70,16 @@ class StreamDecoder:
         self._lines = _LineSplitter()
         self._event = ""
         self._data: list[str] = []
+        self._started = False
 
     def feed(self, chunk: bytes) -> list[Any]:
         try:
             text = self._decoder.decode(chunk)
         except UnicodeDecodeError as exc:
             raise ResponseError(f"stream is not valid UTF-8: {exc}", raw=repr(chunk[:200])) from exc
+        if not self._started and text:
+            self._started = True
+            text = text.removeprefix("\ufeff")  # a byte-order mark is not part of the first line (SSE spec)
         return self._handle(self._lines.feed(text))
 
     def close(self) -> list[Any]:

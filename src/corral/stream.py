@@ -103,7 +103,7 @@ class ChatStream:
         assert self._http is not None
         try:
             try:
-                for chunk in self._http.iter_raw():
+                for chunk in self._http.iter_bytes():
                     yield from self._pump.feed(chunk)
             except httpx.HTTPError as exc:
                 raise translate_error(exc, self._provider, streaming=True) from exc
@@ -185,7 +185,7 @@ class AsyncChatStream:
             raise CorralError("stream was closed before it started")
         try:
             try:
-                async for chunk in self._http.aiter_raw():
+                async for chunk in self._http.aiter_bytes():
                     for event in self._pump.feed(chunk):
                         yield event
             except httpx.HTTPError as exc:

@@ -102,7 +102,11 @@ def test_llamacpp_loading_model_503():
     "error",
     [
         {"code": 400, "message": "the request exceeds the available context size", "type": "exceed_context_size_error"},
-        {"message": "maximum context length is 8192 tokens", "type": "invalid_request_error", "code": "context_length_exceeded"},
+        {
+            "message": "maximum context length is 8192 tokens",
+            "type": "invalid_request_error",
+            "code": "context_length_exceeded",
+        },
     ],
     ids=["llama-server", "openai"],
 )
@@ -115,7 +119,13 @@ def test_context_length_exceeded(error):
 
 
 def test_model_not_found_404():
-    body = {"error": {"message": "The model `gpt-9` does not exist", "type": "invalid_request_error", "code": "model_not_found"}}
+    body = {
+        "error": {
+            "message": "The model `gpt-9` does not exist",
+            "type": "invalid_request_error",
+            "code": "model_not_found",
+        }
+    }
     err = error_from_response(404, json.dumps(body))
     assert type(err) is ModelNotFound
     assert err.code == "model_not_found"

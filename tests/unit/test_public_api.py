@@ -64,7 +64,7 @@ EXPECTED_ALL = [
 
 def test_all_is_pinned():
     assert list(corral.__all__) == EXPECTED_ALL
-    assert EXPECTED_ALL == sorted(EXPECTED_ALL)
+    assert sorted(EXPECTED_ALL) == EXPECTED_ALL
 
 
 def test_every_exported_name_exists():

@@ -21,7 +21,12 @@ BAD_CALLS: list[tuple[str, Any, dict[str, Any], str]] = [
     ("top_p=2", "hi", {"top_p": 2}, "top_p"),
     ("messages=[]", [], {}, "messages"),
     ("role robot", [{"role": "robot", "content": "beep"}], {}, "role"),
-    ("second message role", [{"role": "user", "content": "a"}, {"role": "bot", "content": "b"}], {}, "messages[1].role"),
+    (
+        "second message role",
+        [{"role": "user", "content": "a"}, {"role": "bot", "content": "b"}],
+        {},
+        "messages[1].role",
+    ),
     ("message not a dict", [42], {}, "messages[0]"),
     ("tools bad", "hi", {"tools": [{"bad": 1}]}, "tools[0]"),
     ("response_format xml", "hi", {"response_format": {"type": "xml"}}, "response_format"),
@@ -70,6 +75,17 @@ def test_complete_and_embed_validate_before_sending(no_network):
             client.embed([])
         with pytest.raises(ConfigurationError, match=r"inputs\[1\]"):
             client.embed(["a", 2])  # type: ignore[list-item]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"), [({"temperature": 5}, "temperature"), ({"max_tokens": True}, "max_tokens")]
+)
+def test_complete_validates_like_chat(no_network, kwargs, field):
+    with corral.Client(NOWHERE) as client:
+        with pytest.raises(ConfigurationError, match=field):
+            client.chat("once upon", **kwargs)
+        with pytest.raises(ConfigurationError, match=field):
+            client.complete("once upon", **kwargs)
 
 
 def test_slot_filename_with_path_is_rejected(no_network):

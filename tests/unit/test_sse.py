@@ -67,7 +67,7 @@ def test_done_sentinel_ends_openai_stream():
 
 
 def test_comment_and_keepalive_lines_are_ignored():
-    body = b": ping\n\n: keep-alive\ndata: {\"x\":1}\n\n:\n\n"
+    body = b': ping\n\n: keep-alive\ndata: {"x":1}\n\n:\n\n'
     assert decode(body) == [{"x": 1}]
 
 
@@ -87,17 +87,17 @@ def test_crlf_split_between_two_feeds_is_one_line_break():
     assert d.close() == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="sse._LineSplitter.feed clears the pending-CR flag on an empty feed, so the LF after it "
-    "becomes an extra blank line",
-)
 def test_empty_feed_between_cr_and_lf_keeps_the_crlf_pair():
     d = StreamDecoder()
     out = d.feed(b'data: {"a":\r')
     out += d.feed(b"")
     out += d.feed(b"\ndata: 1}\r\n\r\n")
     assert out == [{"a": 1}]
+
+
+@pytest.mark.parametrize("mode", ["auto", "sse"])
+def test_leading_utf8_bom_is_stripped(mode):
+    assert decode(b'\xef\xbb\xbfdata: {"a":1}\n\n', mode=mode) == [{"a": 1}]
 
 
 def test_whole_body_reference():

@@ -198,7 +198,10 @@ def test_two_parallel_tool_calls_end_in_index_order():
 
 def test_malformed_tool_arguments_are_kept_raw():
     asm = ChunkAssembler("llamacpp")
-    feed_all(asm, [tool_delta(0, '{"city": Par', call_id="call_1", name="get_weather"), tool_delta(0, "is"), stop("tool_calls")])
+    feed_all(
+        asm,
+        [tool_delta(0, '{"city": Par', call_id="call_1", name="get_weather"), tool_delta(0, "is"), stop("tool_calls")],
+    )
     (call,) = asm.finish().tool_calls
     assert call.arguments == '{"city": Paris'
     with pytest.raises(ValueError):
@@ -237,7 +240,10 @@ def test_stream_without_finish_reason_raises():
 @pytest.mark.parametrize(
     ("error", "exc_type"),
     [
-        ({"code": 400, "message": "request exceeds context", "type": "exceed_context_size_error"}, ContextLengthExceeded),
+        (
+            {"code": 400, "message": "request exceeds context", "type": "exceed_context_size_error"},
+            ContextLengthExceeded,
+        ),
         ({"code": 503, "message": "Loading model", "type": "unavailable_error"}, ModelLoading),
         ({"code": 500, "message": "boom", "type": "server_error"}, ServerError),
     ],
@@ -363,7 +369,12 @@ def test_stream_events_and_final_equal_chat(client, router):
         events = list(s)
         final = s.final()
     assert json.loads(route.calls.last.request.content)["stream"] is True
-    assert events[:4] == [ReasoningDelta("Greet "), ReasoningDelta("back."), ContentDelta("Hel"), ContentDelta("lo \u00e9\U0001f600")]
+    assert events[:4] == [
+        ReasoningDelta("Greet "),
+        ReasoningDelta("back."),
+        ContentDelta("Hel"),
+        ContentDelta("lo \u00e9\U0001f600"),
+    ]
     assert isinstance(events[-1], Done)
     assert sum(isinstance(e, Done) for e in events) == 1
     assert events[-1].response == final
@@ -452,5 +463,45 @@ async def test_async_stream_final_equals_chat():
                 final = await s.final()
             route.mock(return_value=httpx.Response(200, json=NON_STREAMED))
             whole = await c.chat("hi")
-    assert [e for e in events if isinstance(e, ContentDelta)] == [ContentDelta("Hel"), ContentDelta("lo \u00e9\U0001f600")]
+    assert [e for e in events if isinstance(e, ContentDelta)] == [
+        ContentDelta("Hel"),
+        ContentDelta("lo \u00e9\U0001f600"),
+    ]
     assert final == whole
+
+
+# A gzip-compressing server or proxy must not break streaming: httpx advertises gzip, so decode it.
+
+
+def gzipped(body: bytes) -> httpx.Response:
+    import gzip
+
+    return httpx.Response(
+        200, content=gzip.compress(body), headers={"content-type": "text/event-stream", "content-encoding": "gzip"}
+    )
+
+
+def test_gzip_encoded_non_streamed_chat_is_decoded(client, router):
+    import gzip
+
+    router.post(URL).mock(
+        return_value=httpx.Response(
+            200, content=gzip.compress(json.dumps(NON_STREAMED).encode()), headers={"content-encoding": "gzip"}
+        )
+    )
+    assert client.chat("hi").content == "Hello \u00e9\U0001f600"
+
+
+def test_gzip_encoded_stream_is_decoded(client, router):
+    route = router.post(URL).mock(side_effect=lambda request: gzipped(sse_body(STREAM_PAYLOADS)))
+    final = client.stream("hi").final()
+    assert "gzip" in route.calls.last.request.headers.get("accept-encoding", "")
+    assert final.content == "Hello \u00e9\U0001f600"
+
+
+async def test_async_gzip_encoded_stream_is_decoded():
+    with respx.mock(assert_all_mocked=True) as mock:
+        mock.post(URL).mock(side_effect=lambda request: gzipped(sse_body(STREAM_PAYLOADS)))
+        async with corral.AsyncClient("llamacpp://127.0.0.1:8080") as c:
+            final = await c.stream("hi").final()
+    assert final.content == "Hello \u00e9\U0001f600"

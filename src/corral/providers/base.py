@@ -163,12 +163,7 @@ def build_chat_request(
     extra_body: Mapping[str, Any] | None = None,
 ) -> ChatRequest:
     """Validate and normalise what a caller passed to chat()/stream()."""
-    if max_tokens is not None and (not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1):
-        raise ConfigurationError(f"max_tokens must be a positive integer, got {max_tokens!r}")
-    if temperature is not None and not (isinstance(temperature, (int, float)) and 0 <= temperature <= 2):
-        raise ConfigurationError(f"temperature must be a number between 0 and 2, got {temperature!r}")
-    if top_p is not None and not (isinstance(top_p, (int, float)) and 0 <= top_p <= 1):
-        raise ConfigurationError(f"top_p must be a number between 0 and 1, got {top_p!r}")
+    check_sampling(max_tokens, temperature, top_p)
     for i, tool in enumerate(tools or ()):
         fn = tool.get("function") if isinstance(tool, Mapping) else None
         if not isinstance(fn, Mapping) or not isinstance(fn.get("name"), str):
@@ -191,6 +186,20 @@ def build_chat_request(
         grammar=grammar,
         extra_body=dict(extra_body or {}),
     )
+
+
+def check_sampling(max_tokens: Any, temperature: Any, top_p: Any = None) -> None:
+    """Reject out-of-range sampling values before anything is sent, naming the field."""
+
+    def number(v: Any) -> bool:
+        return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+    if max_tokens is not None and (not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1):
+        raise ConfigurationError(f"max_tokens must be a positive integer, got {max_tokens!r}")
+    if temperature is not None and not (number(temperature) and 0 <= temperature <= 2):
+        raise ConfigurationError(f"temperature must be a number between 0 and 2, got {temperature!r}")
+    if top_p is not None and not (number(top_p) and 0 <= top_p <= 1):
+        raise ConfigurationError(f"top_p must be a number between 0 and 1, got {top_p!r}")
 
 
 def needed_capabilities(req: ChatRequest) -> list[Capability]:
