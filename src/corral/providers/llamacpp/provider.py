@@ -38,6 +38,10 @@ class LlamaCppProvider(OpenAICompatProvider):
         Capability.METRICS,
     }
 
+    # llama-server drops a keep-alive connection soon after a streamed answer; a pooled connection
+    # reused then fails with "server disconnected" on the next request. Streams get their own.
+    stream_headers = {"Connection": "close"}
+
     def __init__(self, config: ProviderConfig) -> None:
         super().__init__(config)
         # Users paste either "http://host:8080" or "http://host:8080/v1"; both mean the server root.

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ...capabilities import Capability
@@ -84,9 +84,12 @@ class OpenAICompatProvider(Provider):
 
         return Call(HTTPRequest("POST", self.url("/chat/completions"), self.chat_body(req, stream=False)), parse)
 
+    #: extra headers on streamed requests
+    stream_headers: Mapping[str, str] = {}
+
     def stream_chat(self, req: ChatRequest) -> StreamCall:
         return StreamCall(
-            HTTPRequest("POST", self.url("/chat/completions"), self.chat_body(req, stream=True)),
+            HTTPRequest("POST", self.url("/chat/completions"), self.chat_body(req, stream=True), self.stream_headers),
             lambda: self.new_assembler(req),
         )
 
