@@ -25,6 +25,8 @@ class Capability(StrEnum):
     SLOTS = "KV-cache slots"
     METRICS = "server metrics"
     VISION = "image input"
+    IMAGES = "image generation"
+    MANAGEMENT = "model management (running/unload)"
 
 
 def require(provider_name: str, available: frozenset[Capability], wanted: Capability) -> None:

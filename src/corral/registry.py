@@ -36,6 +36,9 @@ _REGISTRY: dict[str, str] = {
     "openai": "corral.providers.openai_compat:OpenAICompatProvider",
     # embedded runs llama-server's code in a child process and talks to it as llamacpp
     "embedded": "corral.providers.llamacpp:LlamaCppProvider",
+    "anthropic": "corral.providers.anthropic:AnthropicProvider",
+    "ollama": "corral.providers.ollama:OllamaProvider",
+    "llama-swap": "corral.providers.llamaswap:LlamaSwapProvider",
 }
 
 ZERO_SETUP = ProviderConfig("default", "zero-setup", None, None, None, DEFAULT_TIMEOUT)

@@ -16,12 +16,14 @@ __all__ = [
     "ChatResponse",
     "Completion",
     "Embeddings",
+    "GeneratedImage",
     "Health",
     "ImagePart",
     "Message",
     "MessageInput",
     "ModelInfo",
     "Role",
+    "RunningModel",
     "SlotInfo",
     "TextPart",
     "Timings",
@@ -276,6 +278,31 @@ class Health:
     @property
     def ok(self) -> bool:
         return self.status == "ok"
+
+
+@dataclass(frozen=True, slots=True)
+class GeneratedImage:
+    """One generated image: base64 data (``b64_json``) or a URL, as the server chose."""
+
+    b64_json: str | None = None
+    url: str | None = None
+    revised_prompt: str | None = None
+
+    def data(self) -> bytes:
+        import base64
+
+        if self.b64_json is None:
+            raise ValueError("this image was returned as a URL, not inline data")
+        return base64.b64decode(self.b64_json)
+
+
+@dataclass(frozen=True, slots=True)
+class RunningModel:
+    """A model a process manager (llama-swap, corral's manager) has loaded."""
+
+    model: str
+    state: str = ""
+    meta: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

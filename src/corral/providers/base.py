@@ -12,7 +12,18 @@ from ..config import ProviderConfig
 from ..errors import ConfigurationError, ResponseError
 from ..events import StreamEvent
 from ..structured import normalize_response_format
-from ..types import ChatResponse, Completion, Embeddings, Health, ImagePart, Message, ModelInfo, to_messages
+from ..types import (
+    ChatResponse,
+    Completion,
+    Embeddings,
+    GeneratedImage,
+    Health,
+    ImagePart,
+    Message,
+    ModelInfo,
+    RunningModel,
+    to_messages,
+)
 
 T = TypeVar("T")
 
@@ -139,6 +150,15 @@ class Provider:
 
     def health(self) -> Call[Health]:
         self._lacks(Capability.HEALTH)
+
+    def images(self, prompt: str, params: dict[str, Any]) -> Call[list[GeneratedImage]]:
+        self._lacks(Capability.IMAGES)
+
+    def running(self) -> Call[list[RunningModel]]:
+        self._lacks(Capability.MANAGEMENT)
+
+    def unload(self, model: str | None) -> Call[None]:
+        self._lacks(Capability.MANAGEMENT)
 
     def unreachable_message(self) -> str:
         return f"{self.server_label} not reachable at {self.endpoint}"
