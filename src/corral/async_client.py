@@ -1,26 +1,41 @@
-"""AsyncClient: the asyncio twin of Client, same names, same behaviour, no hidden threads
-(the embedded engine's start, a blocking process spawn, runs in a worker thread)."""
+"""AsyncClient: the asyncio twin of Client, same names, same behaviour, no hidden threads (the
+embedded engine's start, a blocking process spawn, runs in a worker thread).
+
+Generated in shape from client.py; keep the two in step (tests/unit/test_public_api.py checks parity)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .capabilities import Capability
-from .client import _ClientBase, _completion_params, _inputs
+from .client_base import ClientBase, completion_params, embed_inputs, image_params
 from .config import Settings
-from .errors import ConfigurationError
-from .providers.base import UNSET, Call, build_chat_request, needed_capabilities
+from .errors import CorralError, ProviderError, UnsupportedCapability
+from .providers.base import UNSET, Call, ChatRequest, StreamCall, build_chat_request, needed_capabilities
 from .registry import create_provider
-from .types import ChatResponse, Completion, Embeddings, Health, MessageInput, ModelInfo, SlotInfo, to_messages
+from .types import (
+    ChatResponse,
+    Completion,
+    Embeddings,
+    GeneratedImage,
+    Health,
+    MessageInput,
+    ModelInfo,
+    RunningModel,
+    SlotInfo,
+    to_messages,
+)
 
 if TYPE_CHECKING:
     import asyncio
+    from contextlib import AbstractAsyncContextManager
 
     import httpx
 
-    from .providers.base import Provider, StreamCall
+    from .providers.base import Provider
     from .providers.llamacpp import LlamaCppProvider
     from .stream import AsyncChatStream
 
@@ -29,7 +44,7 @@ T = TypeVar("T")
 __all__ = ["AsyncClient"]
 
 
-class AsyncClient(_ClientBase):
+class AsyncClient(ClientBase):
     """``async with AsyncClient(...) as c: await c.chat(...)``: see :class:`corral.Client`."""
 
     def __init__(
@@ -41,16 +56,25 @@ class AsyncClient(_ClientBase):
         api_key: str | None = None,
         model: str | None = None,
         timeout: float | None = UNSET,
+        max_retries: int | None = None,
         config: str | Path | Settings | Mapping[str, Any] | None = None,
         http_client: httpx.AsyncClient | None = None,
     ) -> None:
         super().__init__(
-            target, provider=provider, base_url=base_url, api_key=api_key, model=model, timeout=timeout, config=config
+            target,
+            provider=provider,
+            base_url=base_url,
+            api_key=api_key,
+            model=model,
+            timeout=timeout,
+            max_retries=max_retries,
+            config=config,
         )
         self._http = http_client
         self._own_http = http_client is None
         self._lock: asyncio.Lock | None = None
 
+    # -- lifecycle ------------------------------------------------------------------------------------------
     async def __aenter__(self) -> AsyncClient:
         return self
 
@@ -70,7 +94,7 @@ class AsyncClient(_ClientBase):
             await asyncio.to_thread(release_engine, engine)
 
     async def get_provider(self) -> Provider:
-        """The provider in use; resolving the zero-setup default happens here, on first use."""
+        """The primary provider; resolving the zero-setup default happens here, on first use."""
         if self._provider is None:
             if self._lock is None:
                 import asyncio
@@ -82,18 +106,16 @@ class AsyncClient(_ClientBase):
         return self._provider
 
     async def _make_provider(self) -> Provider:
+        import asyncio
+
         if self.config.type == "zero-setup":
-            probe = create_provider(self._zero_setup_config())
+            probe = self._zero_setup_probe()
             try:
                 if (await self._run(probe.health(), 1.0, probe)).status in ("ok", "loading"):
                     return probe
-            except ConfigurationError:
-                raise
-            except Exception:  # nothing answers there: fall through to the embedded engine
+            except CorralError:  # nothing (usable) answers there: the embedded engine it is
                 pass
         if self.config.type in ("embedded", "zero-setup"):
-            import asyncio
-
             from .manager.engine import acquire_engine
 
             model, args = await asyncio.to_thread(self._engine_spec)
@@ -101,6 +123,7 @@ class AsyncClient(_ClientBase):
             return create_provider(self._engine_config(self._engine))
         return create_provider(self.config)
 
+    # -- sending --------------------------------------------------------------------------------------------
     def _client(self) -> httpx.AsyncClient:
         if self._http is None:
             import httpx
@@ -108,12 +131,12 @@ class AsyncClient(_ClientBase):
             self._http = httpx.AsyncClient(timeout=None, follow_redirects=False)
         return self._http
 
-    async def _run(self, call: Call[T], timeout: Any = UNSET, provider: Provider | None = None) -> T:
+    async def _run(self, call: Call[T], timeout: Any, provider: Provider) -> T:
+        """One HTTP exchange, errors translated."""
         import httpx
 
         from .transport import check_status, encode_body, http_timeout, request_headers, translate_error
 
-        provider = provider or self._provider or await self.get_provider()
         req = call.request
         try:
             response = await self._client().request(
@@ -129,11 +152,110 @@ class AsyncClient(_ClientBase):
             check_status(provider, response.status_code, response.content, response.headers)
         return call.parse(response.status_code, response.content)
 
-    async def _llamacpp(self, capability: Capability) -> LlamaCppProvider:
-        provider = await self.get_provider()
-        provider.require(capability)
-        return provider  # type: ignore[return-value]  # require() guarantees the native routes
+    async def _retrying(self, attempt: Callable[[], Awaitable[T]], provider: Provider) -> T:
+        import asyncio
 
+        policy = self._retry_policy(provider)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        tries = 0
+        while True:
+            try:
+                return await attempt()
+            except CorralError as exc:
+                wait = policy.delay(tries, exc, loop.time() - started)
+                if wait is None:
+                    raise
+                await asyncio.sleep(wait)
+                tries += 1
+
+    async def _require(self, provider: Provider, needs: Sequence[Capability], timeout: Any) -> None:
+        for cap in needs:
+            provider.require(cap)
+            if cap in provider.live:
+                known = provider.live[cap]
+            else:
+                probe = provider.probe(cap)
+                if probe is None:
+                    continue
+                try:
+                    known = provider.live[cap] = await self._run(probe, timeout, provider)
+                except ProviderError:  # the server would not say: let the real request decide
+                    known = provider.live[cap] = True
+            if not known:
+                raise UnsupportedCapability(provider.name, str(cap), "the server reports it is not enabled")
+
+    async def _execute(self, build: Callable[[Provider], Call[T]], needs: Sequence[Capability], timeout: Any) -> T:
+        """Run on the primary provider, then along the fallback chain when an error allows it."""
+        candidates = self._candidates()
+        index = 0
+        while True:
+            try:
+                name = candidates[index]
+                provider = await self.get_provider() if name is None else self._other(name)
+                await self._require(provider, needs, timeout)
+                call = build(provider)
+                return await self._retrying(partial(self._run, call, timeout, provider), provider)
+            except CorralError as exc:
+                if not self._next_after(candidates, index, exc):
+                    raise
+                index += 1
+
+    async def _open_stream(
+        self, req: ChatRequest, needs: Sequence[Capability], timeout: Any
+    ) -> tuple[Provider, StreamCall, AbstractAsyncContextManager[httpx.Response], httpx.Response]:
+        """Open a stream, retrying and falling back only until the response starts: once a byte
+        has reached the caller, a failure is the caller's to see."""
+        import httpx
+
+        from .transport import check_status, encode_body, http_timeout, request_headers, translate_error
+
+        async def open_once(
+            provider: Provider, call: StreamCall
+        ) -> tuple[AbstractAsyncContextManager[httpx.Response], httpx.Response]:
+            http = call.request
+            headers = {**request_headers(provider, http), "Accept": "text/event-stream"}
+            cm = self._client().stream(
+                http.method,
+                http.url,
+                content=encode_body(http),
+                headers=headers,
+                timeout=http_timeout(provider, timeout),
+            )
+            try:
+                response = await cm.__aenter__()
+            except httpx.HTTPError as exc:
+                raise translate_error(exc, provider) from exc
+            if response.status_code >= 400:
+                try:
+                    body = await response.aread()
+                except httpx.HTTPError:
+                    body = b""
+                finally:
+                    await cm.__aexit__(None, None, None)
+                check_status(provider, response.status_code, body, response.headers)
+            return cm, response
+
+        candidates = self._candidates()
+        index = 0
+        while True:
+            try:
+                name = candidates[index]
+                provider = await self.get_provider() if name is None else self._other(name)
+                await self._require(provider, needs, timeout)
+                call = provider.stream_chat(req)
+                cm, response = await self._retrying(partial(open_once, provider, call), provider)
+                return provider, call, cm, response
+            except CorralError as exc:
+                if not self._next_after(candidates, index, exc):
+                    raise
+                index += 1
+
+    async def _native(self, capability: Capability, build: Callable[[LlamaCppProvider], Call[T]], timeout: Any) -> T:
+        """llama.cpp's own routes: the provider lists the capability only if it has them."""
+        return await self._execute(lambda p: build(p), [capability], timeout)  # type: ignore[arg-type]
+
+    # -- chat -----------------------------------------------------------------------------------------------
     async def chat(
         self,
         messages: MessageInput | Iterable[MessageInput],
@@ -151,6 +273,8 @@ class AsyncClient(_ClientBase):
         extra_body: Mapping[str, Any] | None = None,
         timeout: float | None = UNSET,
     ) -> ChatResponse:
+        """One chat completion. ``response_format`` may be a pydantic model class: ``.parsed`` is then
+        an instance of it. ``.provider`` names the provider that answered."""
         req = build_chat_request(
             messages,
             model=model,
@@ -165,10 +289,7 @@ class AsyncClient(_ClientBase):
             grammar=grammar,
             extra_body=extra_body,
         )
-        provider = await self.get_provider()
-        for cap in (Capability.CHAT, *needed_capabilities(req)):
-            provider.require(cap)
-        return await self._run(provider.chat(req), timeout)
+        return await self._execute(lambda p: p.chat(req), [Capability.CHAT, *needed_capabilities(req)], timeout)
 
     def stream(
         self,
@@ -187,9 +308,9 @@ class AsyncClient(_ClientBase):
         extra_body: Mapping[str, Any] | None = None,
         timeout: float | None = UNSET,
     ) -> AsyncChatStream:
-        """``async with client.stream(...) as s: async for event in s: ...``"""
+        """``async with client.stream(...) as s: async for event in s: ...``. The request is sent on
+        entering the ``async with`` block (or at the first iteration)."""
         from .stream import AsyncChatStream
-        from .transport import encode_body, http_timeout, request_headers
 
         req = build_chat_request(
             messages,
@@ -205,31 +326,8 @@ class AsyncClient(_ClientBase):
             grammar=grammar,
             extra_body=extra_body,
         )
-        needs = (Capability.STREAM, *needed_capabilities(req))
-        if self._provider is not None:  # fail at the call site when we already know
-            for cap in needs:
-                self._provider.require(cap)
-
-        async def prepare() -> tuple[Provider, StreamCall, Callable[[], Any]]:
-            provider = await self.get_provider()
-            for cap in needs:
-                provider.require(cap)
-            call = provider.stream_chat(req)
-            http = call.request
-            headers = {**request_headers(provider, http), "Accept": "text/event-stream"}
-
-            def open_response() -> Any:
-                return self._client().stream(
-                    http.method,
-                    http.url,
-                    content=encode_body(http),
-                    headers=headers,
-                    timeout=http_timeout(provider, timeout),
-                )
-
-            return provider, call, open_response
-
-        return AsyncChatStream(prepare)
+        needs = [Capability.STREAM, *needed_capabilities(req)]
+        return AsyncChatStream(lambda: self._open_stream(req, needs, timeout))
 
     async def complete(
         self,
@@ -243,61 +341,73 @@ class AsyncClient(_ClientBase):
         extra_body: Mapping[str, Any] | None = None,
         timeout: float | None = UNSET,
     ) -> Completion:
-        provider = await self.get_provider()
-        provider.require(Capability.COMPLETION)
-        if grammar is not None:
-            provider.require(Capability.GRAMMAR)
-        params = _completion_params(max_tokens, temperature, stop, seed, grammar, extra_body)
-        return await self._run(provider.complete(prompt, params), timeout)
+        """Raw text completion of ``prompt`` (llama.cpp ``/completion``; ``/v1/completions`` elsewhere)."""
+        params = completion_params(max_tokens, temperature, stop, seed, grammar, extra_body)
+        needs = [Capability.COMPLETION] + ([Capability.GRAMMAR] if grammar is not None else [])
+        return await self._execute(lambda p: p.complete(prompt, params), needs, timeout)
 
+    # -- other routes ---------------------------------------------------------------------------------------
     async def embed(
         self, inputs: str | Sequence[str], *, model: str | None = None, timeout: float | None = UNSET
     ) -> Embeddings:
-        provider = await self.get_provider()
-        provider.require(Capability.EMBEDDINGS)
-        return await self._run(provider.embed(_inputs(inputs), model), timeout)
+        items = embed_inputs(inputs)
+        return await self._execute(lambda p: p.embed(items, model), [Capability.EMBEDDINGS], timeout)
+
+    async def images(
+        self,
+        prompt: str,
+        *,
+        model: str | None = None,
+        n: int = 1,
+        size: str | None = None,
+        extra_body: Mapping[str, Any] | None = None,
+        timeout: float | None = UNSET,
+    ) -> list[GeneratedImage]:
+        """Generate images (``/v1/images/generations``, base64 by default)."""
+        params = image_params(model, n, size, extra_body)
+        return await self._execute(lambda p: p.images(prompt, params), [Capability.IMAGES], timeout)
 
     async def models(self, *, timeout: float | None = UNSET) -> list[ModelInfo]:
-        provider = await self.get_provider()
-        provider.require(Capability.MODELS)
-        return await self._run(provider.models(), timeout)
+        return await self._execute(lambda p: p.models(), [Capability.MODELS], timeout)
 
     async def health(self, *, timeout: float | None = UNSET) -> Health:
         provider = await self.get_provider()
-        provider.require(Capability.HEALTH)
-        return await self._run(provider.health(), timeout)
+        return await self._run(provider.health(), timeout, provider)
+
+    async def running(self, *, timeout: float | None = UNSET) -> list[RunningModel]:
+        """Models a process manager (llama-swap) has loaded now."""
+        return await self._execute(lambda p: p.running(), [Capability.MANAGEMENT], timeout)
+
+    async def unload(self, model: str | None = None, *, timeout: float | None = UNSET) -> None:
+        """Unload one model, or all of them, from a process manager (llama-swap)."""
+        return await self._execute(lambda p: p.unload(model), [Capability.MANAGEMENT], timeout)
 
     async def tokenize(self, text: str, *, add_special: bool = False, timeout: float | None = UNSET) -> list[int]:
-        return await self._run(
-            (await self._llamacpp(Capability.TOKENIZE)).tokenize(text, add_special=add_special), timeout
-        )
+        return await self._native(Capability.TOKENIZE, lambda p: p.tokenize(text, add_special=add_special), timeout)
 
     async def detokenize(self, tokens: Sequence[int], *, timeout: float | None = UNSET) -> str:
-        return await self._run((await self._llamacpp(Capability.TOKENIZE)).detokenize(tokens), timeout)
+        return await self._native(Capability.TOKENIZE, lambda p: p.detokenize(tokens), timeout)
 
     async def apply_template(
         self, messages: MessageInput | Iterable[MessageInput], *, timeout: float | None = UNSET
     ) -> str:
-        provider = await self._llamacpp(Capability.TEMPLATES)
-        return await self._run(provider.apply_template(to_messages(messages)), timeout)
+        msgs = to_messages(messages)
+        return await self._native(Capability.TEMPLATES, lambda p: p.apply_template(msgs), timeout)
 
     async def props(self, *, timeout: float | None = UNSET) -> dict[str, Any]:
-        return await self._run((await self._llamacpp(Capability.PROPS)).props(), timeout)
+        return await self._native(Capability.PROPS, lambda p: p.props(), timeout)
 
     async def metrics(self, *, timeout: float | None = UNSET) -> dict[str, float]:
-        return await self._run((await self._llamacpp(Capability.METRICS)).metrics(), timeout)
+        return await self._native(Capability.METRICS, lambda p: p.metrics(), timeout)
 
     async def slots(self, *, timeout: float | None = UNSET) -> list[SlotInfo]:
-        return await self._run((await self._llamacpp(Capability.SLOTS)).slots(), timeout)
+        return await self._native(Capability.SLOTS, lambda p: p.slots(), timeout)
 
     async def save_slot(self, slot_id: int, filename: str, *, timeout: float | None = UNSET) -> dict[str, Any]:
-        provider = await self._llamacpp(Capability.SLOTS)
-        return await self._run(provider.slot_action(slot_id, "save", filename), timeout)
+        return await self._native(Capability.SLOTS, lambda p: p.slot_action(slot_id, "save", filename), timeout)
 
     async def restore_slot(self, slot_id: int, filename: str, *, timeout: float | None = UNSET) -> dict[str, Any]:
-        provider = await self._llamacpp(Capability.SLOTS)
-        return await self._run(provider.slot_action(slot_id, "restore", filename), timeout)
+        return await self._native(Capability.SLOTS, lambda p: p.slot_action(slot_id, "restore", filename), timeout)
 
     async def erase_slot(self, slot_id: int, *, timeout: float | None = UNSET) -> dict[str, Any]:
-        provider = await self._llamacpp(Capability.SLOTS)
-        return await self._run(provider.slot_action(slot_id, "erase", None), timeout)
+        return await self._native(Capability.SLOTS, lambda p: p.slot_action(slot_id, "erase", None), timeout)

@@ -1,32 +1,39 @@
-"""Client: the synchronous facade. Every method builds a provider Call (no I/O) and runs it here."""
+"""Client: the synchronous facade. Every method builds a provider Call (no I/O) and runs it here,
+with retries for transient failures and the configured fallback chain."""
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .capabilities import Capability
-from .config import ProviderConfig, Settings
-from .errors import ConfigurationError
-from .providers.base import UNSET, Call, build_chat_request, check_sampling, needed_capabilities
-from .registry import create_provider, resolve
+from .client_base import ClientBase, completion_params, embed_inputs, image_params
+from .config import Settings
+from .errors import CorralError, ProviderError, UnsupportedCapability
+from .providers.base import UNSET, Call, ChatRequest, StreamCall, build_chat_request, needed_capabilities
+from .registry import create_provider
 from .types import (
     ChatResponse,
     Completion,
     Embeddings,
+    GeneratedImage,
     Health,
     MessageInput,
     ModelInfo,
+    RunningModel,
     SlotInfo,
     to_messages,
 )
 
 if TYPE_CHECKING:
+    from contextlib import AbstractContextManager
+
     import httpx
 
-    from .manager.engine import EngineProcess
     from .providers.base import Provider
     from .providers.llamacpp import LlamaCppProvider
     from .stream import ChatStream
@@ -36,67 +43,7 @@ T = TypeVar("T")
 __all__ = ["Client"]
 
 
-class _ClientBase:
-    """Resolution shared by Client and AsyncClient: which provider, with which settings (no I/O)."""
-
-    def __init__(
-        self,
-        target: str | None = None,
-        *,
-        provider: str | None = None,
-        base_url: str | None = None,
-        api_key: str | None = None,
-        model: str | None = None,
-        timeout: float | None = UNSET,
-        config: str | Path | Settings | Mapping[str, Any] | None = None,
-    ) -> None:
-        self.config: ProviderConfig = resolve(
-            target,
-            provider=provider,
-            base_url=base_url,
-            api_key=api_key,
-            model=model,
-            timeout=timeout,
-            timeout_given=timeout is not UNSET,
-            config=config,
-        )
-        self._provider: Provider | None = None
-        self._engine: EngineProcess | None = None
-
-    def _engine_spec(self) -> tuple[str, tuple[str, ...]]:
-        """(GGUF path, engine arguments) for the embedded engine; the bundled model by default."""
-        from .manager.engine import DEFAULT_ENGINE_ARGS
-
-        gguf = self.config.options.get("gguf")
-        args = self.config.options.get("args")
-        if gguf:
-            return str(gguf), tuple(str(a) for a in args) if isinstance(args, list) else DEFAULT_ENGINE_ARGS
-        from .manager.bundled import bundled_engine_args, bundled_model_path
-
-        return str(bundled_model_path()), bundled_engine_args()
-
-    def _engine_config(self, engine: EngineProcess) -> ProviderConfig:
-        from dataclasses import replace
-
-        from .config import Secret
-
-        return replace(
-            self.config,
-            name=self.config.name if self.config.type == "embedded" else "embedded",
-            type="embedded",
-            base_url=engine.url,
-            api_key=Secret(engine.api_key),
-        )
-
-    def _zero_setup_config(self) -> ProviderConfig:
-        from dataclasses import replace
-
-        from .config import DEFAULT_LLAMACPP_URL
-
-        return replace(self.config, name="llamacpp", type="llamacpp", base_url=DEFAULT_LLAMACPP_URL)
-
-
-class Client(_ClientBase):
+class Client(ClientBase):
     """One interface to llama.cpp and cloud LLMs.
 
     ``Client("llamacpp://127.0.0.1:8080")``, ``Client("name-in-config")``,
@@ -113,11 +60,19 @@ class Client(_ClientBase):
         api_key: str | None = None,
         model: str | None = None,
         timeout: float | None = UNSET,
+        max_retries: int | None = None,
         config: str | Path | Settings | Mapping[str, Any] | None = None,
         http_client: httpx.Client | None = None,
     ) -> None:
         super().__init__(
-            target, provider=provider, base_url=base_url, api_key=api_key, model=model, timeout=timeout, config=config
+            target,
+            provider=provider,
+            base_url=base_url,
+            api_key=api_key,
+            model=model,
+            timeout=timeout,
+            max_retries=max_retries,
+            config=config,
         )
         self._http = http_client
         self._own_http = http_client is None
@@ -142,7 +97,7 @@ class Client(_ClientBase):
 
     @property
     def provider(self) -> Provider:
-        """The provider in use; resolving the zero-setup default happens here, on first use."""
+        """The primary provider; resolving the zero-setup default happens here, on first use."""
         if self._provider is None:
             with self._lock:
                 if self._provider is None:
@@ -151,13 +106,11 @@ class Client(_ClientBase):
 
     def _make_provider(self) -> Provider:
         if self.config.type == "zero-setup":
-            probe = create_provider(self._zero_setup_config())
+            probe = self._zero_setup_probe()
             try:
                 if self._run(probe.health(), 1.0, probe).status in ("ok", "loading"):
                     return probe
-            except ConfigurationError:
-                raise
-            except Exception:  # nothing answers there: fall through to the embedded engine
+            except CorralError:  # nothing (usable) answers there: the embedded engine it is
                 pass
         if self.config.type in ("embedded", "zero-setup"):
             from .manager.engine import acquire_engine
@@ -166,6 +119,7 @@ class Client(_ClientBase):
             return create_provider(self._engine_config(self._engine))
         return create_provider(self.config)
 
+    # -- sending --------------------------------------------------------------------------------------------
     def _client(self) -> httpx.Client:
         if self._http is None:
             import httpx
@@ -173,12 +127,12 @@ class Client(_ClientBase):
             self._http = httpx.Client(timeout=None, follow_redirects=False)
         return self._http
 
-    def _run(self, call: Call[T], timeout: Any = UNSET, provider: Provider | None = None) -> T:
+    def _run(self, call: Call[T], timeout: Any, provider: Provider) -> T:
+        """One HTTP exchange, errors translated."""
         import httpx
 
         from .transport import check_status, encode_body, http_timeout, request_headers, translate_error
 
-        provider = provider or self._provider or self.provider
         req = call.request
         try:
             response = self._client().request(
@@ -194,10 +148,105 @@ class Client(_ClientBase):
             check_status(provider, response.status_code, response.content, response.headers)
         return call.parse(response.status_code, response.content)
 
-    def _llamacpp(self, capability: Capability) -> LlamaCppProvider:
-        provider = self.provider
-        provider.require(capability)
-        return provider  # type: ignore[return-value]  # require() guarantees the native routes
+    def _retrying(self, attempt: Callable[[], T], provider: Provider) -> T:
+        policy = self._retry_policy(provider)
+        started = time.monotonic()
+        tries = 0
+        while True:
+            try:
+                return attempt()
+            except CorralError as exc:
+                wait = policy.delay(tries, exc, time.monotonic() - started)
+                if wait is None:
+                    raise
+                time.sleep(wait)
+                tries += 1
+
+    def _require(self, provider: Provider, needs: Sequence[Capability], timeout: Any) -> None:
+        for cap in needs:
+            provider.require(cap)
+            if cap in provider.live:
+                known = provider.live[cap]
+            else:
+                probe = provider.probe(cap)
+                if probe is None:
+                    continue
+                try:
+                    known = provider.live[cap] = self._run(probe, timeout, provider)
+                except ProviderError:  # the server would not say: let the real request decide
+                    known = provider.live[cap] = True
+            if not known:
+                raise UnsupportedCapability(provider.name, str(cap), "the server reports it is not enabled")
+
+    def _execute(self, build: Callable[[Provider], Call[T]], needs: Sequence[Capability], timeout: Any) -> T:
+        """Run on the primary provider, then along the fallback chain when an error allows it."""
+        candidates = self._candidates()
+        index = 0
+        while True:
+            try:
+                name = candidates[index]
+                provider = self.provider if name is None else self._other(name)
+                self._require(provider, needs, timeout)
+                call = build(provider)
+                return self._retrying(partial(self._run, call, timeout, provider), provider)
+            except CorralError as exc:
+                if not self._next_after(candidates, index, exc):
+                    raise
+                index += 1
+
+    def _open_stream(
+        self, req: ChatRequest, needs: Sequence[Capability], timeout: Any
+    ) -> tuple[Provider, StreamCall, AbstractContextManager[httpx.Response], httpx.Response]:
+        """Open a stream, retrying and falling back only until the response starts: once a byte
+        has reached the caller, a failure is the caller's to see."""
+        import httpx
+
+        from .transport import check_status, encode_body, http_timeout, request_headers, translate_error
+
+        def open_once(
+            provider: Provider, call: StreamCall
+        ) -> tuple[AbstractContextManager[httpx.Response], httpx.Response]:
+            http = call.request
+            headers = {**request_headers(provider, http), "Accept": "text/event-stream"}
+            cm = self._client().stream(
+                http.method,
+                http.url,
+                content=encode_body(http),
+                headers=headers,
+                timeout=http_timeout(provider, timeout),
+            )
+            try:
+                response = cm.__enter__()
+            except httpx.HTTPError as exc:
+                raise translate_error(exc, provider) from exc
+            if response.status_code >= 400:
+                try:
+                    body = response.read()
+                except httpx.HTTPError:
+                    body = b""
+                finally:
+                    cm.__exit__(None, None, None)
+                check_status(provider, response.status_code, body, response.headers)
+            return cm, response
+
+        candidates = self._candidates()
+        index = 0
+        while True:
+            try:
+                name = candidates[index]
+                provider = self.provider if name is None else self._other(name)
+                self._require(provider, needs, timeout)
+                call = provider.stream_chat(req)
+                cm, response = self._retrying(partial(open_once, provider, call), provider)
+                return provider, call, cm, response
+            except CorralError as exc:
+                if not self._next_after(candidates, index, exc):
+                    raise
+                index += 1
+
+    def _native(self, capability: Capability, build: Callable[[LlamaCppProvider], Call[T]], timeout: Any) -> T:
+        """llama.cpp's own routes: the provider lists the capability only if it has them."""
+        return self._execute(lambda p: build(p), [capability], timeout)  # type: ignore[arg-type]
 
     # -- chat -----------------------------------------------------------------------------------------------
     def chat(
@@ -218,7 +267,7 @@ class Client(_ClientBase):
         timeout: float | None = UNSET,
     ) -> ChatResponse:
         """One chat completion. ``response_format`` may be a pydantic model class: ``.parsed`` is then
-        an instance of it."""
+        an instance of it. ``.provider`` names the provider that answered."""
         req = build_chat_request(
             messages,
             model=model,
@@ -233,10 +282,7 @@ class Client(_ClientBase):
             grammar=grammar,
             extra_body=extra_body,
         )
-        provider = self.provider
-        for cap in (Capability.CHAT, *needed_capabilities(req)):
-            provider.require(cap)
-        return self._run(provider.chat(req), timeout)
+        return self._execute(lambda p: p.chat(req), [Capability.CHAT, *needed_capabilities(req)], timeout)
 
     def stream(
         self,
@@ -255,9 +301,9 @@ class Client(_ClientBase):
         extra_body: Mapping[str, Any] | None = None,
         timeout: float | None = UNSET,
     ) -> ChatStream:
-        """A streamed chat completion: ``with client.stream(...) as s: for event in s: ...``."""
+        """A streamed chat completion: ``with client.stream(...) as s: for event in s: ...``.
+        The request is sent on entering the ``with`` block (or at the first iteration)."""
         from .stream import ChatStream
-        from .transport import encode_body, http_timeout, request_headers
 
         req = build_chat_request(
             messages,
@@ -273,23 +319,8 @@ class Client(_ClientBase):
             grammar=grammar,
             extra_body=extra_body,
         )
-        provider = self.provider
-        for cap in (Capability.STREAM, *needed_capabilities(req)):
-            provider.require(cap)
-        call = provider.stream_chat(req)
-        http = call.request
-        headers = {**request_headers(provider, http), "Accept": "text/event-stream"}
-
-        def open_response() -> Any:
-            return self._client().stream(
-                http.method,
-                http.url,
-                content=encode_body(http),
-                headers=headers,
-                timeout=http_timeout(provider, timeout),
-            )
-
-        return ChatStream(provider, call, open_response)
+        needs = [Capability.STREAM, *needed_capabilities(req)]
+        return ChatStream(lambda: self._open_stream(req, needs, timeout))
 
     def complete(
         self,
@@ -304,88 +335,69 @@ class Client(_ClientBase):
         timeout: float | None = UNSET,
     ) -> Completion:
         """Raw text completion of ``prompt`` (llama.cpp ``/completion``; ``/v1/completions`` elsewhere)."""
-        provider = self.provider
-        provider.require(Capability.COMPLETION)
-        if grammar is not None:
-            provider.require(Capability.GRAMMAR)
-        params = _completion_params(max_tokens, temperature, stop, seed, grammar, extra_body)
-        return self._run(provider.complete(prompt, params), timeout)
+        params = completion_params(max_tokens, temperature, stop, seed, grammar, extra_body)
+        needs = [Capability.COMPLETION] + ([Capability.GRAMMAR] if grammar is not None else [])
+        return self._execute(lambda p: p.complete(prompt, params), needs, timeout)
 
     # -- other routes ---------------------------------------------------------------------------------------
     def embed(
         self, inputs: str | Sequence[str], *, model: str | None = None, timeout: float | None = UNSET
     ) -> Embeddings:
-        provider = self.provider
-        provider.require(Capability.EMBEDDINGS)
-        return self._run(provider.embed(_inputs(inputs), model), timeout)
+        items = embed_inputs(inputs)
+        return self._execute(lambda p: p.embed(items, model), [Capability.EMBEDDINGS], timeout)
+
+    def images(
+        self,
+        prompt: str,
+        *,
+        model: str | None = None,
+        n: int = 1,
+        size: str | None = None,
+        extra_body: Mapping[str, Any] | None = None,
+        timeout: float | None = UNSET,
+    ) -> list[GeneratedImage]:
+        """Generate images (``/v1/images/generations``, base64 by default)."""
+        params = image_params(model, n, size, extra_body)
+        return self._execute(lambda p: p.images(prompt, params), [Capability.IMAGES], timeout)
 
     def models(self, *, timeout: float | None = UNSET) -> list[ModelInfo]:
-        provider = self.provider
-        provider.require(Capability.MODELS)
-        return self._run(provider.models(), timeout)
+        return self._execute(lambda p: p.models(), [Capability.MODELS], timeout)
 
     def health(self, *, timeout: float | None = UNSET) -> Health:
-        provider = self.provider
-        provider.require(Capability.HEALTH)
-        return self._run(provider.health(), timeout)
+        return self._run(self.provider.health(), timeout, self.provider)
+
+    def running(self, *, timeout: float | None = UNSET) -> list[RunningModel]:
+        """Models a process manager (llama-swap) has loaded now."""
+        return self._execute(lambda p: p.running(), [Capability.MANAGEMENT], timeout)
+
+    def unload(self, model: str | None = None, *, timeout: float | None = UNSET) -> None:
+        """Unload one model, or all of them, from a process manager (llama-swap)."""
+        return self._execute(lambda p: p.unload(model), [Capability.MANAGEMENT], timeout)
 
     def tokenize(self, text: str, *, add_special: bool = False, timeout: float | None = UNSET) -> list[int]:
-        return self._run(self._llamacpp(Capability.TOKENIZE).tokenize(text, add_special=add_special), timeout)
+        return self._native(Capability.TOKENIZE, lambda p: p.tokenize(text, add_special=add_special), timeout)
 
     def detokenize(self, tokens: Sequence[int], *, timeout: float | None = UNSET) -> str:
-        return self._run(self._llamacpp(Capability.TOKENIZE).detokenize(tokens), timeout)
+        return self._native(Capability.TOKENIZE, lambda p: p.detokenize(tokens), timeout)
 
     def apply_template(self, messages: MessageInput | Iterable[MessageInput], *, timeout: float | None = UNSET) -> str:
-        return self._run(self._llamacpp(Capability.TEMPLATES).apply_template(to_messages(messages)), timeout)
+        msgs = to_messages(messages)
+        return self._native(Capability.TEMPLATES, lambda p: p.apply_template(msgs), timeout)
 
     def props(self, *, timeout: float | None = UNSET) -> dict[str, Any]:
-        return self._run(self._llamacpp(Capability.PROPS).props(), timeout)
+        return self._native(Capability.PROPS, lambda p: p.props(), timeout)
 
     def metrics(self, *, timeout: float | None = UNSET) -> dict[str, float]:
-        return self._run(self._llamacpp(Capability.METRICS).metrics(), timeout)
+        return self._native(Capability.METRICS, lambda p: p.metrics(), timeout)
 
     def slots(self, *, timeout: float | None = UNSET) -> list[SlotInfo]:
-        return self._run(self._llamacpp(Capability.SLOTS).slots(), timeout)
+        return self._native(Capability.SLOTS, lambda p: p.slots(), timeout)
 
     def save_slot(self, slot_id: int, filename: str, *, timeout: float | None = UNSET) -> dict[str, Any]:
-        return self._run(self._llamacpp(Capability.SLOTS).slot_action(slot_id, "save", filename), timeout)
+        return self._native(Capability.SLOTS, lambda p: p.slot_action(slot_id, "save", filename), timeout)
 
     def restore_slot(self, slot_id: int, filename: str, *, timeout: float | None = UNSET) -> dict[str, Any]:
-        return self._run(self._llamacpp(Capability.SLOTS).slot_action(slot_id, "restore", filename), timeout)
+        return self._native(Capability.SLOTS, lambda p: p.slot_action(slot_id, "restore", filename), timeout)
 
     def erase_slot(self, slot_id: int, *, timeout: float | None = UNSET) -> dict[str, Any]:
-        return self._run(self._llamacpp(Capability.SLOTS).slot_action(slot_id, "erase", None), timeout)
-
-
-def _inputs(inputs: str | Sequence[str]) -> list[str]:
-    items = [inputs] if isinstance(inputs, str) else list(inputs)
-    if not items:
-        raise ConfigurationError("embed() needs at least one input")
-    for i, item in enumerate(items):
-        if not isinstance(item, str):
-            raise ConfigurationError(f"inputs[{i}] must be a string, got {type(item).__name__}")
-    return items
-
-
-def _completion_params(
-    max_tokens: int | None,
-    temperature: float | None,
-    stop: str | Sequence[str] | None,
-    seed: int | None,
-    grammar: str | None,
-    extra_body: Mapping[str, Any] | None,
-) -> dict[str, Any]:
-    check_sampling(max_tokens, temperature)
-    params: dict[str, Any] = {}
-    if max_tokens is not None:
-        params["max_tokens"] = max_tokens
-    if temperature is not None:
-        params["temperature"] = temperature
-    if stop:
-        params["stop"] = [stop] if isinstance(stop, str) else list(stop)
-    if seed is not None:
-        params["seed"] = seed
-    if grammar is not None:
-        params["grammar"] = grammar
-    params.update(extra_body or {})
-    return params
+        return self._native(Capability.SLOTS, lambda p: p.slot_action(slot_id, "erase", None), timeout)

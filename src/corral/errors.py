@@ -67,6 +67,7 @@ class UnsupportedCapability(CorralError):
     """The provider does not offer what was asked; nothing was sent."""
 
     def __init__(self, provider: str, capability: str, detail: str = "") -> None:
+        # ``capability`` is a corral.Capability value ("embeddings", "structured output", …)
         self.provider = provider
         self.capability = capability
         text = f"provider {provider!r} does not support {capability}"
@@ -88,7 +89,10 @@ class ServerUnreachable(ConnectionFailed):
 
 
 class RequestTimeout(ConnectionFailed):
-    """The server did not answer within the timeout."""
+    """The server did not answer within the timeout. Not retried (a slow server stays slow within
+    the same call), but a fallback chain moves on after it."""
+
+    retryable = False
 
 
 class ProviderError(CorralError):
@@ -109,6 +113,8 @@ class ProviderError(CorralError):
         self.error_type = error_type
         self.code = code
         self.body = body
+        if status in (408, 409):  # request timeout / conflict: the same request may well succeed again
+            self.retryable = True
         super().__init__(message)
 
     def __str__(self) -> str:

@@ -29,7 +29,7 @@ from .errors import ConfigurationError
 if TYPE_CHECKING:
     from .providers.base import Provider
 
-__all__ = ["ZERO_SETUP", "available_types", "create_provider", "register", "resolve"]
+__all__ = ["ZERO_SETUP", "available_types", "create_provider", "register", "resolve", "resolve_with_settings"]
 
 _REGISTRY: dict[str, str] = {
     "llamacpp": "corral.providers.llamacpp:LlamaCppProvider",
@@ -63,7 +63,10 @@ def create_provider(config: ProviderConfig) -> Provider:
             )
         raise ConfigurationError(f"provider {config.name!r}: unknown type {config.type!r}")
     module, _, cls = target.partition(":")
-    provider_cls: type[Provider] = getattr(importlib.import_module(module), cls)
+    try:
+        provider_cls: type[Provider] = getattr(importlib.import_module(module), cls)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigurationError(f"provider type {config.type!r} cannot be loaded from {target}: {exc}") from exc
     if not config.base_url and config.type in DEFAULT_URLS:
         config = replace(config, base_url=DEFAULT_URLS[config.type])
     if config.type != "embedded" and not config.base_url:
@@ -84,6 +87,31 @@ def resolve(
 ) -> ProviderConfig:
     """Decide which provider a Client uses. Reads the config file and environment (not at import).
     Returns :data:`ZERO_SETUP` when nothing is configured."""
+    return resolve_with_settings(
+        target,
+        provider=provider,
+        base_url=base_url,
+        api_key=api_key,
+        model=model,
+        timeout=timeout,
+        timeout_given=timeout_given,
+        config=config,
+    )[0]
+
+
+def resolve_with_settings(
+    target: str | None = None,
+    *,
+    provider: str | None = None,
+    base_url: str | None = None,
+    api_key: str | None = None,
+    model: str | None = None,
+    timeout: Any = None,
+    timeout_given: bool = False,
+    config: str | Path | Settings | Mapping[str, Any] | None = None,
+) -> tuple[ProviderConfig, Settings | None]:
+    """:func:`resolve`, plus the settings it read (None for a DSN: no config file is involved)."""
+    settings: Settings | None = None
     if target is not None and "://" in target:
         resolved = parse_dsn(target)
     else:
@@ -120,7 +148,7 @@ def resolve(
         changes["model"] = model
     if timeout_given:
         changes["timeout"] = timeout
-    return replace(resolved, **changes) if changes else resolved
+    return (replace(resolved, **changes) if changes else resolved), settings
 
 
 def _settings(config: str | Path | Settings | Mapping[str, Any] | None) -> Settings:

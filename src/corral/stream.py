@@ -10,7 +10,7 @@ import httpx
 from .errors import CorralError
 from .events import Done, StreamEvent
 from .sse import DONE, StreamDecoder
-from .transport import check_status, translate_error
+from .transport import translate_error
 from .types import ChatResponse
 
 if TYPE_CHECKING:
@@ -52,20 +52,20 @@ class _EventPump:
 
 
 class ChatStream:
-    """``with client.stream(...) as s: for event in s: ...; s.final()``"""
+    """``with client.stream(...) as s: for event in s: ...; s.final()``
+
+    ``opener`` sends the request (with the client's retries and fallbacks) and returns the
+    provider that answered, its StreamCall, and the open response."""
 
     def __init__(
         self,
-        provider: Provider,
-        call: StreamCall,
-        open_response: Callable[[], AbstractContextManager[httpx.Response]],
+        opener: Callable[[], tuple[Provider, StreamCall, AbstractContextManager[httpx.Response], httpx.Response]],
     ) -> None:
-        self._provider = provider
-        self._call = call
-        self._open_response = open_response
+        self._opener = opener
         self._cm: AbstractContextManager[httpx.Response] | None = None
         self._http: httpx.Response | None = None
-        self._pump = _EventPump(call)
+        self._provider: Provider | None = None
+        self._pump: _EventPump | None = None
         self._iter: Iterator[StreamEvent] | None = None
         self._closed = False
 
@@ -76,22 +76,16 @@ class ChatStream:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    @property
+    def provider(self) -> str:
+        """Name of the provider that is answering (after the stream opened)."""
+        return self._provider.name if self._provider else ""
+
     def _open(self) -> None:
         if self._http is not None or self._closed:
             return
-        cm = self._open_response()
-        try:
-            response = cm.__enter__()
-        except httpx.HTTPError as exc:
-            raise translate_error(exc, self._provider) from exc
-        self._cm, self._http = cm, response
-        if response.status_code >= 400:
-            try:
-                body = response.read()
-            except httpx.HTTPError:
-                body = b""
-            self.close()
-            check_status(self._provider, response.status_code, body, response.headers)
+        self._provider, call, self._cm, self._http = self._opener()
+        self._pump = _EventPump(call)
 
     def __iter__(self) -> Iterator[StreamEvent]:
         if self._iter is None:
@@ -100,7 +94,8 @@ class ChatStream:
 
     def _events(self) -> Iterator[StreamEvent]:
         self._open()
-        assert self._http is not None
+        if self._http is None or self._pump is None or self._provider is None:
+            raise CorralError("stream was closed before it started")
         try:
             try:
                 for chunk in self._http.iter_bytes():
@@ -115,7 +110,7 @@ class ChatStream:
         """Read the rest of the stream and return the whole response, as chat() would."""
         for _ in self:
             pass
-        if self._pump.response is None:
+        if self._pump is None or self._pump.response is None:
             raise CorralError("stream was closed before it finished")
         return self._pump.response
 
@@ -131,18 +126,20 @@ class ChatStream:
 class AsyncChatStream:
     """``async with client.stream(...) as s: async for event in s: ...; await s.final()``
 
-    Opening (resolving the provider, sending the request) happens on ``__aenter__`` or
-    on the first iteration."""
+    Opening (resolving the provider, sending the request, retries and fallbacks) happens on
+    ``__aenter__`` or on the first iteration."""
 
     def __init__(
         self,
-        prepare: Callable[
-            [], Awaitable[tuple[Provider, StreamCall, Callable[[], AbstractAsyncContextManager[httpx.Response]]]]
+        opener: Callable[
+            [],
+            Awaitable[tuple[Provider, StreamCall, AbstractAsyncContextManager[httpx.Response], httpx.Response]],
         ],
     ) -> None:
-        self._prepare = prepare
+        self._opener = opener
         self._cm: AbstractAsyncContextManager[httpx.Response] | None = None
         self._http: httpx.Response | None = None
+        self._provider: Provider | None = None
         self._pump: _EventPump | None = None
         self._iter: AsyncIterator[StreamEvent] | None = None
         self._closed = False
@@ -154,25 +151,16 @@ class AsyncChatStream:
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
 
+    @property
+    def provider(self) -> str:
+        """Name of the provider that is answering (after the stream opened)."""
+        return self._provider.name if self._provider else ""
+
     async def _open(self) -> None:
         if self._http is not None or self._closed:
             return
-        provider, call, open_response = await self._prepare()
-        self._provider = provider
+        self._provider, call, self._cm, self._http = await self._opener()
         self._pump = _EventPump(call)
-        cm = open_response()
-        try:
-            response = await cm.__aenter__()
-        except httpx.HTTPError as exc:
-            raise translate_error(exc, provider) from exc
-        self._cm, self._http = cm, response
-        if response.status_code >= 400:
-            try:
-                body = await response.aread()
-            except httpx.HTTPError:
-                body = b""
-            await self.aclose()
-            check_status(provider, response.status_code, body, response.headers)
 
     def __aiter__(self) -> AsyncIterator[StreamEvent]:
         if self._iter is None:
@@ -181,7 +169,7 @@ class AsyncChatStream:
 
     async def _events(self) -> AsyncIterator[StreamEvent]:
         await self._open()
-        if self._http is None or self._pump is None:
+        if self._http is None or self._pump is None or self._provider is None:
             raise CorralError("stream was closed before it started")
         try:
             try:

@@ -107,7 +107,8 @@ def openai_client() -> corral.Client:
         (lambda c: c.slots(), Capability.SLOTS),
         (lambda c: c.metrics(), Capability.METRICS),
         (lambda c: c.chat("hi", grammar="root ::= x"), Capability.GRAMMAR),
-        (lambda c: c.stream("hi", grammar="root ::= x"), Capability.GRAMMAR),
+        # the stream is opened (and checked, before any request) on entering its block
+        (lambda c: c.stream("hi", grammar="root ::= x").__enter__(), Capability.GRAMMAR),
     ],
     ids=["tokenize", "detokenize", "apply_template", "props", "slots", "metrics", "chat-grammar", "stream-grammar"],
 )

@@ -401,12 +401,16 @@ def test_tool_call_stream_through_driver(client, router):
         stop("tool_calls"),
     ]
     router.post(URL).mock(side_effect=lambda request: streamed(sse_body(payloads), step=3))
+    # Tools on llama.cpp need a tool-aware chat template: the client reads that from /props once.
+    caps = {"chat_template_caps": {"supports_tools": True}, "modalities": {"vision": False}}
+    props = router.get("http://127.0.0.1:8080/props").mock(return_value=httpx.Response(200, json=caps))
     tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}]
     with client.stream("weather?", tools=tools) as s:
         events = list(s)
     ends = [e for e in events if isinstance(e, ToolCallEnd)]
     assert ends == [ToolCallEnd(0, ToolCall("call_1", "get_weather", '{"city":"Paris"}'))]
     assert events[-1].response.tool_calls == (ends[0].call,)
+    assert props.call_count == 1
 
 
 def test_ndjson_body_parses(client, router):

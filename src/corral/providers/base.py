@@ -115,6 +115,8 @@ class Provider:
         self.config = config
         self.name = config.name
         self.base_url = (config.base_url or "").rstrip("/")
+        #: capabilities learned from the server itself (see probe), cached for the provider's life
+        self.live: dict[Capability, bool] = {}
 
     @property
     def endpoint(self) -> str:
@@ -126,6 +128,11 @@ class Provider:
     def headers(self) -> dict[str, str]:
         key = self.config.api_key
         return {"Authorization": f"Bearer {key.get()}"} if key else {}
+
+    def probe(self, capability: Capability) -> Call[bool] | None:
+        """A request that tells whether the server really offers ``capability`` (None: no need to
+        ask, the static declaration holds). The client runs it once and caches the answer in ``live``."""
+        return None
 
     # Operations; a provider overrides those it has and lists them in ``capabilities``.
     def _lacks(self, capability: Capability) -> NoReturn:

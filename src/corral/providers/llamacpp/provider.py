@@ -68,6 +68,31 @@ class LlamaCppProvider(OpenAICompatProvider):
             body["grammar"] = req.grammar
         return body
 
+    # -- live capabilities ---------------------------------------------------------------------------------
+    def probe(self, capability: Capability) -> Call[bool] | None:
+        if capability in (Capability.TOOLS, Capability.VISION):
+
+            def from_props(status: int, raw: bytes) -> bool:
+                data = decode_json(raw, "props")
+                caps = data.get("chat_template_caps") if isinstance(data, dict) else None
+                modalities = data.get("modalities") if isinstance(data, dict) else None
+                if isinstance(caps, dict) and "supports_tools" in caps:
+                    # Without a tool-aware (jinja) template llama-server rejects or ignores tools.
+                    self.live[Capability.TOOLS] = bool(caps["supports_tools"])
+                if isinstance(modalities, dict) and "vision" in modalities:
+                    self.live[Capability.VISION] = bool(modalities["vision"])
+                return self.live.get(capability, True)
+
+            return Call(HTTPRequest("GET", self.native("/props")), from_props)
+        if capability is Capability.EMBEDDINGS:
+            # An empty input is rejected (400) by a server with embeddings on, before any compute,
+            # and with 501 by one started without --embeddings: a free, exact test.
+            def from_status(status: int, raw: bytes) -> bool:
+                return status != 501
+
+            return Call(HTTPRequest("POST", self.url("/embeddings"), {"input": []}), from_status, parse_errors=True)
+        return None
+
     # -- native text completion -------------------------------------------------------------------------
     def complete(self, prompt: str, params: dict[str, Any]) -> Call[Completion]:
         body = dict(params)

@@ -1,0 +1,3 @@
+from .provider import LlamaSwapProvider
+
+__all__ = ["LlamaSwapProvider"]

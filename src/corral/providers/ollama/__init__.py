@@ -1,0 +1,3 @@
+from .provider import OllamaProvider
+
+__all__ = ["OllamaProvider"]
