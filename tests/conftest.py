@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-import corral.manager
 from corral.manager.engine import EngineProcess
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-TEMPLATES = Path(corral.manager.__file__).parent / "templates"
+# Gemma's turn format plus tool rendering, so llama-server reports (and accepts) tools.
+TOOLS_TEMPLATE = Path(__file__).parent / "live" / "templates" / "gemma3-tools.jinja"
 
 
 def _unavailable(reason: str) -> None:
@@ -70,9 +70,9 @@ def llama_url(llama_server: EngineProcess) -> str:
 
 @pytest.fixture(scope="session")
 def templated_server(gguf_path: Path) -> Iterator[EngineProcess]:
-    """A second server whose chat template is Gemma's own (jinja), for template-sensitive tests."""
+    """A second server with a jinja chat template (Gemma's turns, tools rendered), and no embeddings."""
     engine = start_engine(
-        gguf_path, "-c", "1024", "-np", "1", "--jinja", "--chat-template-file", str(TEMPLATES / "gemma3.jinja")
+        gguf_path, "-c", "2048", "-np", "1", "--props", "--jinja", "--chat-template-file", str(TOOLS_TEMPLATE)
     )
     yield engine
     engine.stop()
