@@ -29,7 +29,7 @@ def _strip_v1(url: str) -> str:
 class LlamaCppProvider(OpenAICompatProvider):
     type_name = "llamacpp"
     server_label = "llama-server"
-    capabilities = OpenAICompatProvider.capabilities | {
+    capabilities = (OpenAICompatProvider.capabilities - {Capability.IMAGES}) | {
         Capability.GRAMMAR,
         Capability.TOKENIZE,
         Capability.TEMPLATES,

@@ -8,7 +8,7 @@ from typing import Any
 from ...capabilities import Capability
 from ...config import ProviderConfig
 from ...errors import ResponseError
-from ...types import ChatResponse, Completion, Embeddings, Health, ModelInfo, Usage
+from ...types import ChatResponse, Completion, Embeddings, GeneratedImage, Health, ModelInfo, Usage
 from ..base import Call, ChatRequest, HTTPRequest, Provider, StreamCall, decode_json
 from .messages import message_to_openai
 from .stream import ChunkAssembler
@@ -30,6 +30,7 @@ class OpenAICompatProvider(Provider):
             Capability.MODELS,
             Capability.HEALTH,
             Capability.VISION,
+            Capability.IMAGES,
         }
     )
 
@@ -37,6 +38,10 @@ class OpenAICompatProvider(Provider):
         super().__init__(config)
         #: where the OpenAI routes live: base_url itself ("https://api.openai.com/v1")
         self.v1_base = self.base_url
+        # OpenAI's own API deprecated max_tokens (o-series models reject it); OpenAI-compatible servers
+        # (vLLM, llama.cpp, OpenRouter, zen-style clouds) mostly know only the legacy name.
+        default_field = "max_completion_tokens" if "api.openai.com" in self.base_url else "max_tokens"
+        self.max_tokens_field = str(config.options.get("max_tokens_field", default_field))
 
     def url(self, path: str) -> str:
         return f"{self.v1_base}{path}"
@@ -48,7 +53,7 @@ class OpenAICompatProvider(Provider):
         if model:
             body["model"] = model
         if req.max_tokens is not None:
-            body["max_tokens"] = req.max_tokens
+            body[self.max_tokens_field] = req.max_tokens
         for key in ("temperature", "top_p", "seed"):
             value = getattr(req, key)
             if value is not None:
@@ -160,6 +165,24 @@ class OpenAICompatProvider(Provider):
             provider=self.name,
             meta=m,
         )
+
+    def images(self, prompt: str, params: dict[str, Any]) -> Call[list[GeneratedImage]]:
+        body: dict[str, Any] = {"prompt": prompt, **params}
+        if "model" not in body and self.config.model:
+            body["model"] = self.config.model
+
+        def parse(status: int, raw: bytes) -> list[GeneratedImage]:
+            data = decode_json(raw, "images")
+            items = data.get("data") if isinstance(data, dict) else None
+            if not isinstance(items, list):
+                raise ResponseError(f"image response has no data list: {raw[:300]!r}")
+            return [
+                GeneratedImage(d.get("b64_json"), d.get("url"), d.get("revised_prompt"))
+                for d in items
+                if isinstance(d, dict)
+            ]
+
+        return Call(HTTPRequest("POST", self.url("/images/generations"), body), parse)
 
     def health(self) -> Call[Health]:
         # OpenAI-compatible hosts have no standard health route; an answered model list is health.
