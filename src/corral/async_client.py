@@ -149,7 +149,7 @@ class AsyncClient(ClientBase):
         except httpx.HTTPError as exc:
             raise translate_error(exc, provider) from exc
         if not call.parse_errors:
-            check_status(provider, response.status_code, response.content, response.headers)
+            check_status(provider, req, response.status_code, response.content, response.headers)
         return call.parse(response.status_code, response.content)
 
     async def _retrying(self, attempt: Callable[[], Awaitable[T]], provider: Provider) -> T:
@@ -233,7 +233,7 @@ class AsyncClient(ClientBase):
                     body = b""
                 finally:
                     await cm.__aexit__(None, None, None)
-                check_status(provider, response.status_code, body, response.headers)
+                check_status(provider, http, response.status_code, body, response.headers)
             return cm, response
 
         candidates = self._candidates()

@@ -145,7 +145,7 @@ class Client(ClientBase):
         except httpx.HTTPError as exc:
             raise translate_error(exc, provider) from exc
         if not call.parse_errors:
-            check_status(provider, response.status_code, response.content, response.headers)
+            check_status(provider, req, response.status_code, response.content, response.headers)
         return call.parse(response.status_code, response.content)
 
     def _retrying(self, attempt: Callable[[], T], provider: Provider) -> T:
@@ -226,7 +226,7 @@ class Client(ClientBase):
                     body = b""
                 finally:
                     cm.__exit__(None, None, None)
-                check_status(provider, response.status_code, body, response.headers)
+                check_status(provider, http, response.status_code, body, response.headers)
             return cm, response
 
         candidates = self._candidates()

@@ -217,8 +217,10 @@ def error_from_response(
     *,
     provider: str = "",
     headers: Mapping[str, str] | None = None,
+    model_route: bool = False,
 ) -> ProviderError:
-    """Classify an HTTP error answer by status and structured body fields."""
+    """Classify an HTTP error answer by status and structured body fields; ``model_route`` says the
+    request named a model in a route that exists, so a 404 there is about the model."""
     message, err = parse_error_message(body)
     error_type = err.get("type") if isinstance(err.get("type"), str) else None
     raw_code = err.get("code")
@@ -237,7 +239,7 @@ def error_from_response(
         return Authentication(message, **kw)
     if status == 429 or markers & {"rate_limit_error", "rate_limit_exceeded"}:
         return RateLimited(message, retry_after=_retry_after(headers), **kw)
-    if status == 404 and (markers & _NOT_FOUND_CODES or "model" in err):
+    if status == 404 and (markers & _NOT_FOUND_CODES or "model" in err or model_route):
         return ModelNotFound(message, **kw)
     if status == 503 and (markers & _LOADING_TYPES or not markers):
         return ModelLoading(message, **kw)

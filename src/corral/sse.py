@@ -118,6 +118,16 @@ class StreamDecoder:
             return
         if line.startswith(":"):
             return  # comment / keep-alive
+        if line.startswith("{") and not self._data:
+            # Not SSE, but proxies (llama-swap after its loading messages) write a bare JSON error
+            # into an already-started event stream; dropping it would hide why the stream ended.
+            try:
+                value = json.loads(line)
+            except ValueError:
+                return  # per the SSE spec an unknown field line is ignored
+            if isinstance(value, dict):
+                out.append(value)
+            return
         name, _, value = line.partition(":")
         if value.startswith(" "):
             value = value[1:]

@@ -55,6 +55,6 @@ def translate_error(exc: httpx.HTTPError, provider: Provider, *, streaming: bool
     return ConnectionFailed(f"{provider.server_label} request failed: {exc}", endpoint=provider.endpoint)
 
 
-def check_status(provider: Provider, status: int, body: bytes, headers: httpx.Headers) -> None:
+def check_status(provider: Provider, req: HTTPRequest, status: int, body: bytes, headers: httpx.Headers) -> None:
     if status >= 400:
-        raise error_from_response(status, body, provider=provider.name, headers=headers)
+        raise error_from_response(status, body, provider=provider.name, headers=headers, model_route=req.model_route)

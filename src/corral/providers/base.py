@@ -72,6 +72,8 @@ class HTTPRequest:
     url: str
     json: Any = None
     headers: Mapping[str, str] = field(default_factory=dict)
+    #: the route names a model (chat, embeddings…): a 404 there means that model does not exist
+    model_route: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -61,14 +61,14 @@ class AnthropicProvider(Provider):
     def chat(self, req: ChatRequest) -> Call[ChatResponse]:
         body = build_body(req, self.config, stream=False)
         return Call(
-            HTTPRequest("POST", self.url("/messages"), body),
+            HTTPRequest("POST", self.url("/messages"), body, model_route=True),
             lambda status, raw: parse_message(raw, self.new_assembler(req)),
         )
 
     def stream_chat(self, req: ChatRequest) -> StreamCall:
         body = build_body(req, self.config, stream=True)
         return StreamCall(
-            HTTPRequest("POST", self.url("/messages"), body),
+            HTTPRequest("POST", self.url("/messages"), body, model_route=True),
             lambda: AnthropicStreamState(self.new_assembler(req)),
             decoder="sse",
         )

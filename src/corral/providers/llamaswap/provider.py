@@ -122,4 +122,4 @@ class LlamaSwapProvider(OpenAICompatProvider):
                 )
             return out
 
-        return Call(HTTPRequest("POST", self.url("/images/generations"), body), parse)
+        return Call(HTTPRequest("POST", self.url("/images/generations"), body, model_route=True), parse)

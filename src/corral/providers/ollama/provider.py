@@ -136,11 +136,13 @@ class OllamaProvider(Provider):
             state.feed(data)
             return state.finish()
 
-        return Call(HTTPRequest("POST", self.url("/api/chat"), self.chat_body(req, stream=False)), parse)
+        return Call(
+            HTTPRequest("POST", self.url("/api/chat"), self.chat_body(req, stream=False), model_route=True), parse
+        )
 
     def stream_chat(self, req: ChatRequest) -> StreamCall:
         return StreamCall(
-            HTTPRequest("POST", self.url("/api/chat"), self.chat_body(req, stream=True)),
+            HTTPRequest("POST", self.url("/api/chat"), self.chat_body(req, stream=True), model_route=True),
             lambda: self.new_state(req),
             decoder="ndjson",
         )
@@ -162,7 +164,7 @@ class OllamaProvider(Provider):
                 provider=self.name,
             )
 
-        return Call(HTTPRequest("POST", self.url("/api/embed"), body), parse)
+        return Call(HTTPRequest("POST", self.url("/api/embed"), body, model_route=True), parse)
 
     def models(self) -> Call[list[ModelInfo]]:
         def parse(status: int, raw: bytes) -> list[ModelInfo]:

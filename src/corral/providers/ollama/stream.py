@@ -85,7 +85,7 @@ class OllamaStreamState:
         content = message.get("content")
         if isinstance(content, str) and content:
             delta["content"] = content
-        calls = message.get("tool_calls") or ()
+        calls = message.get("tool_calls") or []
         if not isinstance(calls, list):
             raise ResponseError(f"malformed tool_calls in ollama chunk: {calls!r}", raw=repr(payload))
         converted = []

@@ -87,14 +87,19 @@ class OpenAICompatProvider(Provider):
             state.feed(data)
             return state.finish()
 
-        return Call(HTTPRequest("POST", self.url("/chat/completions"), self.chat_body(req, stream=False)), parse)
+        request = HTTPRequest(
+            "POST", self.url("/chat/completions"), self.chat_body(req, stream=False), model_route=True
+        )
+        return Call(request, parse)
 
     #: extra headers on streamed requests
     stream_headers: Mapping[str, str] = {}
 
     def stream_chat(self, req: ChatRequest) -> StreamCall:
         return StreamCall(
-            HTTPRequest("POST", self.url("/chat/completions"), self.chat_body(req, stream=True), self.stream_headers),
+            HTTPRequest(
+                "POST", self.url("/chat/completions"), self.chat_body(req, stream=True), self.stream_headers, True
+            ),
             lambda: self.new_assembler(req),
         )
 
@@ -140,7 +145,7 @@ class OpenAICompatProvider(Provider):
                 provider=self.name,
             )
 
-        return Call(HTTPRequest("POST", self.url("/embeddings"), body), parse)
+        return Call(HTTPRequest("POST", self.url("/embeddings"), body, model_route=True), parse)
 
     def models(self) -> Call[list[ModelInfo]]:
         def parse(status: int, raw: bytes) -> list[ModelInfo]:
