@@ -358,6 +358,7 @@ def load_settings(
             known = ", ".join(sorted(providers)) or "none configured"
             raise ConfigurationError(f"default provider {default!r} is not configured (configured: {known})")
         providers[default] = _provider_from_table(default, {}, default)
+    providers = {n: with_conventional_key(p, env) for n, p in providers.items()}
     return Settings(default or None, providers, source, data)
 
 
@@ -398,6 +399,25 @@ def _overlay_env(providers: dict[str, ProviderConfig], env: Mapping[str, str]) -
             timeout=merged.timeout if "timeout" in fields else base.timeout,
         )
     return out
+
+
+# The variables the official SDKs read. Only sent to the official hosts: a key for api.openai.com
+# must never leak to some other OpenAI-compatible server the user configured without a key.
+_CONVENTIONAL_KEYS = {
+    "openai": ("OPENAI_API_KEY", "api.openai.com"),
+    "anthropic": ("ANTHROPIC_API_KEY", "api.anthropic.com"),
+}
+
+
+def with_conventional_key(config: ProviderConfig, env: Mapping[str, str]) -> ProviderConfig:
+    """Fill a missing key from OPENAI_API_KEY / ANTHROPIC_API_KEY when the provider is that vendor's API."""
+    found = _CONVENTIONAL_KEYS.get(config.type)
+    if config.api_key or found is None:
+        return config
+    var, host = found
+    if env.get(var) and host in (config.base_url or DEFAULT_URLS[config.type]):
+        return replace(config, api_key=Secret(env[var]))
+    return config
 
 
 def find_provider(settings: Settings, name: str) -> ProviderConfig | None:

@@ -7,6 +7,7 @@ Built-in providers are registered exactly like third-party ones would be:
 from __future__ import annotations
 
 import importlib
+import os
 from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
@@ -23,6 +24,7 @@ from .config import (
     load_settings,
     parse_dsn,
     type_for_name,
+    with_conventional_key,
 )
 from .errors import ConfigurationError
 
@@ -148,7 +150,8 @@ def resolve_with_settings(
         changes["model"] = model
     if timeout_given:
         changes["timeout"] = timeout
-    return (replace(resolved, **changes) if changes else resolved), settings
+    resolved = replace(resolved, **changes) if changes else resolved
+    return with_conventional_key(resolved, os.environ), settings
 
 
 def _settings(config: str | Path | Settings | Mapping[str, Any] | None) -> Settings:

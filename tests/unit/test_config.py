@@ -276,3 +276,17 @@ def test_provider_config_is_frozen():
     p = ProviderConfig("x", "llamacpp")
     with pytest.raises(AttributeError):
         p.base_url = "http://elsewhere"  # type: ignore[misc]
+
+
+def test_official_hosts_read_the_sdk_key_variables(monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-openai-abcdefghijkl")
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-abcdefghijkl")
+    from corral.registry import resolve
+
+    assert resolve(provider="openai").api_key.get() == "sk-openai-abcdefghijkl"
+    assert resolve("anthropic://api.anthropic.com").api_key.get() == "sk-ant-abcdefghijkl"
+    # Never to another host: that key belongs to OpenAI, not to whatever server was configured.
+    assert resolve("openai://vllm.internal:8000/v1").api_key is None
+    assert resolve(provider="openai", base_url="http://127.0.0.1:8000/v1").api_key is None
+    # An explicit key wins.
+    assert resolve(provider="openai", api_key="sk-mine").api_key.get() == "sk-mine"
