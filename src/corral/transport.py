@@ -20,7 +20,11 @@ _JSON_HEADERS = {"Content-Type": "application/json", "Accept": "application/json
 
 
 def http_timeout(provider: Provider, per_call: Any = UNSET) -> httpx.Timeout:
-    seconds = provider.config.timeout if per_call is UNSET else per_call
+    if per_call is not UNSET:
+        seconds = per_call
+    else:
+        # No timeout configured (llama-swap: a cold model swap can take minutes): the deadline bounds it.
+        seconds = provider.config.timeout if provider.config.timeout is not None else provider.deadline
     if seconds is None:
         return httpx.Timeout(None, connect=10.0)
     return httpx.Timeout(float(seconds), connect=min(float(seconds), 10.0))

@@ -124,6 +124,14 @@ class Provider:
     def endpoint(self) -> str:
         return self.base_url
 
+    #: the bound on a call when the config sets no timeout (None: unbounded)
+    default_deadline: float | None = None
+
+    @property
+    def deadline(self) -> float | None:
+        value = self.config.options.get("deadline", self.default_deadline)
+        return float(value) if value is not None else None
+
     def require(self, capability: Capability) -> None:
         require(self.name, self.capabilities, capability)
 
@@ -173,6 +181,8 @@ class Provider:
         return f"{self.server_label} not reachable at {self.endpoint}"
 
     def timeout_message(self) -> str:
+        if self.config.timeout is None and self.deadline is not None:
+            return f"{self.server_label} request exceeded its deadline of {self.deadline:g} s"
         return f"{self.server_label} request timed out"
 
 

@@ -439,3 +439,20 @@ def test_bare_json_error_after_loading_messages_is_raised(client, router):
     )
     with pytest.raises(ServerError, match="upstream command exited prematurely"), client.stream("hi") as s:
         list(s)
+
+
+def test_no_timeout_but_a_deadline_bounds_the_call():
+    import socket
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    try:
+        port = listener.getsockname()[1]
+        client = corral.Client(f"llama-swap://127.0.0.1:{port}?deadline=0.4", model="qwen", max_retries=0)
+        assert client.config.timeout is None
+        with pytest.raises(corral.RequestTimeout) as info:
+            client.chat("hi")
+        assert str(info.value) == "llama-swap request exceeded its deadline of 0.4 s"
+    finally:
+        listener.close()

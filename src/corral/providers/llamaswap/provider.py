@@ -6,8 +6,9 @@ Chat, streaming, completions, embeddings and the model list are OpenAI routes un
 generation, a placeholder bearer for keyless instances, and dropping the loading
 progress llama-swap writes into ``reasoning_content`` while it swaps a model in.
 
-No client timeout by default (config.py gives llama-swap ``timeout=None``): the first
-request for an unloaded model waits while llama-swap starts it.
+No read timeout by default (config.py gives llama-swap ``timeout=None``): the first
+request for an unloaded model waits while llama-swap starts it, bounded by a per-call
+deadline (600 s; the ``deadline`` option or DSN parameter changes it).
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ def _strip_v1(url: str) -> str:
 class LlamaSwapProvider(OpenAICompatProvider):
     type_name = "llama-swap"
     server_label = "llama-swap"
+    # No per-read timeout (a cold swap loads a model first), but a call is not left waiting forever.
+    default_deadline = 600.0
     capabilities = OpenAICompatProvider.capabilities | {Capability.MANAGEMENT, Capability.IMAGES}
 
     def __init__(self, config: ProviderConfig) -> None:
