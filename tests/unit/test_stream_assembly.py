@@ -509,3 +509,45 @@ async def test_async_gzip_encoded_stream_is_decoded():
         async with corral.AsyncClient("llamacpp://127.0.0.1:8080") as c:
             final = await c.stream("hi").final()
     assert final.content == "Hello \u00e9\U0001f600"
+
+
+def _whole_tool_response(arguments: str) -> dict:
+    """llama-server's non-streamed answer when its parser found a tool call (documented shape)."""
+    return {
+        "choices": [
+            {
+                "finish_reason": "tool_calls",
+                "index": 0,
+                "message": {
+                    "role": "assistant",
+                    "content": None,
+                    "tool_calls": [
+                        {"type": "function", "function": {"name": "get_weather", "arguments": arguments}, "id": "x1"}
+                    ],
+                },
+            }
+        ],
+        "created": 1,
+        "model": "m",
+        "object": "chat.completion",
+        "usage": {"completion_tokens": 12, "prompt_tokens": 40, "total_tokens": 52},
+        "id": "chatcmpl-x",
+    }
+
+
+@pytest.mark.parametrize(
+    ("arguments", "valid"), [('{"city":"Paris"}', True), ('{"city":"Par', False)], ids=["json", "malformed"]
+)
+def test_whole_tool_call_response_through_driver(client, router, arguments, valid):
+    caps = {"chat_template_caps": {"supports_tools": True}}
+    router.get("http://127.0.0.1:8080/props").mock(return_value=httpx.Response(200, json=caps))
+    router.post(URL).mock(return_value=httpx.Response(200, json=_whole_tool_response(arguments)))
+    tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}]
+    r = client.chat("weather?", tools=tools)
+    assert r.finish_reason == "tool_calls" and r.content == ""
+    assert r.tool_calls == (ToolCall("x1", "get_weather", arguments),)
+    if valid:
+        assert r.tool_calls[0].parsed_arguments() == {"city": "Paris"}
+    else:
+        with pytest.raises(ValueError):
+            r.tool_calls[0].parsed_arguments()
