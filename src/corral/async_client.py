@@ -14,7 +14,7 @@ from .capabilities import Capability
 from .client_base import ClientBase, completion_params, embed_inputs, image_params
 from .config import Settings
 from .errors import CorralError, ProviderError, UnsupportedCapability
-from .providers.base import UNSET, Call, ChatRequest, StreamCall, build_chat_request, needed_capabilities
+from .providers.base import UNSET, Call, HTTPRequest, StreamCall, build_chat_request, needed_capabilities
 from .registry import create_provider
 from .types import (
     ChatResponse,
@@ -31,15 +31,17 @@ from .types import (
 
 if TYPE_CHECKING:
     import asyncio
-    from contextlib import AbstractAsyncContextManager
 
     import httpx
 
+    from .async_transport import AsyncTransport, OpenStream
     from .providers.base import Provider
     from .providers.llamacpp import LlamaCppProvider
     from .stream import AsyncChatStream
 
 T = TypeVar("T")
+
+_NO_STATE: Any = None  # pass-through streams are not decoded
 
 __all__ = ["AsyncClient"]
 
@@ -59,6 +61,7 @@ class AsyncClient(ClientBase):
         max_retries: int | None = None,
         config: str | Path | Settings | Mapping[str, Any] | None = None,
         http_client: httpx.AsyncClient | None = None,
+        transport: AsyncTransport | None = None,
     ) -> None:
         super().__init__(
             target,
@@ -70,8 +73,11 @@ class AsyncClient(ClientBase):
             max_retries=max_retries,
             config=config,
         )
-        self._http = http_client
-        self._own_http = http_client is None
+        from .async_transport import HttpxTransport
+
+        # One transport for every request; a caller-supplied one (the gateway's) is the caller's to close.
+        self._transport: AsyncTransport = transport or HttpxTransport(http_client)
+        self._own_transport = transport is None
         self._lock: asyncio.Lock | None = None
 
     # -- lifecycle ------------------------------------------------------------------------------------------
@@ -82,9 +88,8 @@ class AsyncClient(ClientBase):
         await self.aclose()
 
     async def aclose(self) -> None:
-        http, self._http = self._http, None
-        if http is not None and self._own_http:
-            await http.aclose()
+        if self._own_transport:
+            await self._transport.aclose()
         engine, self._engine = self._engine, None
         if engine is not None:
             import asyncio
@@ -124,33 +129,25 @@ class AsyncClient(ClientBase):
         return create_provider(self.config)
 
     # -- sending --------------------------------------------------------------------------------------------
-    def _client(self) -> httpx.AsyncClient:
-        if self._http is None:
-            import httpx
-
-            self._http = httpx.AsyncClient(timeout=None, follow_redirects=False)
-        return self._http
-
     async def _run(self, call: Call[T], timeout: Any, provider: Provider) -> T:
         """One HTTP exchange, errors translated."""
-        import httpx
-
-        from .transport import check_status, encode_body, http_timeout, request_headers, translate_error
+        from .async_transport import TransportFailure
+        from .transport import check_status, encode_body, failure_error, request_headers, timeouts_for
 
         req = call.request
         try:
-            response = await self._client().request(
+            response = await self._transport.request(
                 req.method,
                 req.url,
                 content=encode_body(req),
                 headers=request_headers(provider, req),
-                timeout=http_timeout(provider, timeout),
+                timeouts=timeouts_for(provider, timeout),
             )
-        except httpx.HTTPError as exc:
-            raise translate_error(exc, provider) from exc
+        except TransportFailure as exc:
+            raise failure_error(exc, provider) from exc
         if not call.parse_errors:
-            check_status(provider, req, response.status_code, response.content, response.headers)
-        return call.parse(response.status_code, response.content)
+            check_status(provider, req, response.status, response.body, response.headers)
+        return call.parse(response.status, response.body)
 
     async def _retrying(self, attempt: Callable[[], Awaitable[T]], provider: Provider) -> T:
         import asyncio
@@ -202,39 +199,35 @@ class AsyncClient(ClientBase):
                 index += 1
 
     async def _open_stream(
-        self, req: ChatRequest, needs: Sequence[Capability], timeout: Any
-    ) -> tuple[Provider, StreamCall, AbstractAsyncContextManager[httpx.Response], httpx.Response]:
+        self, make_call: Callable[[Provider], StreamCall], needs: Sequence[Capability], timeout: Any
+    ) -> tuple[Provider, StreamCall, OpenStream]:
         """Open a stream, retrying and falling back only until the response starts: once a byte
         has reached the caller, a failure is the caller's to see."""
-        import httpx
+        from .async_transport import TransportFailure
+        from .transport import check_status, encode_body, failure_error, request_headers, timeouts_for
 
-        from .transport import check_status, encode_body, http_timeout, request_headers, translate_error
-
-        async def open_once(
-            provider: Provider, call: StreamCall
-        ) -> tuple[AbstractAsyncContextManager[httpx.Response], httpx.Response]:
+        async def open_once(provider: Provider, call: StreamCall) -> OpenStream:
             http = call.request
             headers = {**request_headers(provider, http), "Accept": "text/event-stream"}
-            cm = self._client().stream(
-                http.method,
-                http.url,
-                content=encode_body(http),
-                headers=headers,
-                timeout=http_timeout(provider, timeout),
-            )
             try:
-                response = await cm.__aenter__()
-            except httpx.HTTPError as exc:
-                raise translate_error(exc, provider) from exc
-            if response.status_code >= 400:
+                stream = await self._transport.open_stream(
+                    http.method,
+                    http.url,
+                    content=encode_body(http),
+                    headers=headers,
+                    timeouts=timeouts_for(provider, timeout),
+                )
+            except TransportFailure as exc:
+                raise failure_error(exc, provider) from exc
+            if stream.status >= 400:
                 try:
-                    body = await response.aread()
-                except httpx.HTTPError:
+                    body = await stream.aread()
+                except TransportFailure:
                     body = b""
                 finally:
-                    await cm.__aexit__(None, None, None)
-                check_status(provider, http, response.status_code, body, response.headers)
-            return cm, response
+                    await stream.aclose()
+                check_status(provider, http, stream.status, body, stream.headers)
+            return stream
 
         candidates = self._candidates()
         index = 0
@@ -243,13 +236,37 @@ class AsyncClient(ClientBase):
                 name = candidates[index]
                 provider = await self.get_provider() if name is None else self._other(name)
                 await self._require(provider, needs, timeout)
-                call = provider.stream_chat(req)
-                cm, response = await self._retrying(partial(open_once, provider, call), provider)
-                return provider, call, cm, response
+                call = make_call(provider)
+                stream = await self._retrying(partial(open_once, provider, call), provider)
+                return provider, call, stream
             except CorralError as exc:
                 if not self._next_after(candidates, index, exc):
                     raise
                 index += 1
+
+    # -- pass-through, for gateways: the bytes of the provider's own answer, with corral's routing --------
+    async def passthrough(
+        self, build: Callable[[Provider], HTTPRequest], needs: Sequence[Capability], *, timeout: Any = UNSET
+    ) -> tuple[Provider, bytes]:
+        """Send ``build(provider)`` as it is, with retries and fallbacks; the raw 2xx body back.
+        HTTP errors raise corral errors as for any call."""
+
+        def call(p: Provider) -> Call[tuple[Provider, bytes]]:
+            return Call(build(p), lambda status, raw: (p, raw))
+
+        return await self._execute(call, needs, timeout)
+
+    async def passthrough_stream(
+        self, build: Callable[[Provider], HTTPRequest], needs: Sequence[Capability], *, timeout: Any = UNSET
+    ) -> tuple[Provider, OpenStream]:
+        """Open ``build(provider)`` as a stream, with retries and fallbacks until it starts. The caller
+        reads ``aiter_bytes()`` and must ``aclose()`` it (closing early cancels the generation)."""
+
+        def call(p: Provider) -> StreamCall:
+            return StreamCall(build(p), lambda: _NO_STATE)
+
+        provider, _, stream = await self._open_stream(call, needs, timeout)
+        return provider, stream
 
     async def _native(self, capability: Capability, build: Callable[[LlamaCppProvider], Call[T]], timeout: Any) -> T:
         """llama.cpp's own routes: the provider lists the capability only if it has them."""
@@ -327,7 +344,7 @@ class AsyncClient(ClientBase):
             extra_body=extra_body,
         )
         needs = [Capability.STREAM, *needed_capabilities(req)]
-        return AsyncChatStream(lambda: self._open_stream(req, needs, timeout))
+        return AsyncChatStream(lambda: self._open_stream(lambda p: p.stream_chat(req), needs, timeout))
 
     async def complete(
         self,

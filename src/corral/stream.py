@@ -7,15 +7,17 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from .async_transport import TransportFailure
 from .errors import CorralError
 from .events import Done, StreamEvent
 from .sse import DONE, StreamDecoder
-from .transport import translate_error
+from .transport import failure_error, translate_error
 from .types import ChatResponse
 
 if TYPE_CHECKING:
-    from contextlib import AbstractAsyncContextManager, AbstractContextManager
+    from contextlib import AbstractContextManager
 
+    from .async_transport import OpenStream
     from .providers.base import Provider, StreamCall
 
 __all__ = ["AsyncChatStream", "ChatStream"]
@@ -129,16 +131,9 @@ class AsyncChatStream:
     Opening (resolving the provider, sending the request, retries and fallbacks) happens on
     ``__aenter__`` or on the first iteration."""
 
-    def __init__(
-        self,
-        opener: Callable[
-            [],
-            Awaitable[tuple[Provider, StreamCall, AbstractAsyncContextManager[httpx.Response], httpx.Response]],
-        ],
-    ) -> None:
+    def __init__(self, opener: Callable[[], Awaitable[tuple[Provider, StreamCall, OpenStream]]]) -> None:
         self._opener = opener
-        self._cm: AbstractAsyncContextManager[httpx.Response] | None = None
-        self._http: httpx.Response | None = None
+        self._http: OpenStream | None = None
         self._provider: Provider | None = None
         self._pump: _EventPump | None = None
         self._iter: AsyncIterator[StreamEvent] | None = None
@@ -159,7 +154,7 @@ class AsyncChatStream:
     async def _open(self) -> None:
         if self._http is not None or self._closed:
             return
-        self._provider, call, self._cm, self._http = await self._opener()
+        self._provider, call, self._http = await self._opener()
         self._pump = _EventPump(call)
 
     def __aiter__(self) -> AsyncIterator[StreamEvent]:
@@ -176,8 +171,8 @@ class AsyncChatStream:
                 async for chunk in self._http.aiter_bytes():
                     for event in self._pump.feed(chunk):
                         yield event
-            except httpx.HTTPError as exc:
-                raise translate_error(exc, self._provider, streaming=True) from exc
+            except TransportFailure as exc:
+                raise failure_error(exc, self._provider, streaming=True) from exc
             for event in self._pump.end():
                 yield event
         finally:
@@ -195,6 +190,6 @@ class AsyncChatStream:
         if self._closed:
             return
         self._closed = True
-        cm, self._cm = self._cm, None
-        if cm is not None:
-            await cm.__aexit__(None, None, None)
+        stream, self._http = self._http, None
+        if stream is not None:
+            await stream.aclose()
