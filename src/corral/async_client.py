@@ -14,7 +14,15 @@ from .capabilities import Capability
 from .client_base import ClientBase, completion_params, embed_inputs, image_params
 from .config import Settings
 from .errors import CorralError, ProviderError, UnsupportedCapability
-from .providers.base import UNSET, Call, HTTPRequest, StreamCall, build_chat_request, needed_capabilities
+from .providers.base import (
+    UNSET,
+    Call,
+    ChatRequest,
+    HTTPRequest,
+    StreamCall,
+    build_chat_request,
+    needed_capabilities,
+)
 from .registry import create_provider
 from .types import (
     ChatResponse,
@@ -243,6 +251,18 @@ class AsyncClient(ClientBase):
                 if not self._next_after(candidates, index, exc):
                     raise
                 index += 1
+
+    # -- prepared requests, for gateways: a ChatRequest built from another wire format --------------------------
+    async def chat_request(self, req: ChatRequest, *, timeout: Any = UNSET) -> ChatResponse:
+        """chat() for an already-built :class:`~corral.providers.base.ChatRequest`."""
+        return await self._execute(lambda p: p.chat(req), [Capability.CHAT, *needed_capabilities(req)], timeout)
+
+    def stream_request(self, req: ChatRequest, *, timeout: Any = UNSET) -> AsyncChatStream:
+        """stream() for an already-built :class:`~corral.providers.base.ChatRequest`."""
+        from .stream import AsyncChatStream
+
+        needs = [Capability.STREAM, *needed_capabilities(req)]
+        return AsyncChatStream(lambda: self._open_stream(lambda p: p.stream_chat(req), needs, timeout))
 
     # -- pass-through, for gateways: the bytes of the provider's own answer, with corral's routing --------
     async def passthrough(

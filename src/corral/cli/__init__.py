@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from . import chat, config_cmd, health, models
+from . import chat, config_cmd, health, models, serve
 
 app = typer.Typer(
     name="corral",
@@ -17,6 +17,7 @@ app.command("chat")(chat.chat)
 app.command("models")(models.models)
 app.command("health")(health.health)
 app.command("config")(config_cmd.config)
+app.command("serve")(serve.serve)
 
 
 def main() -> None:

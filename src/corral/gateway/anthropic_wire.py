@@ -1,20 +1,17 @@
-"""The server side of Anthropic's Messages API, so Anthropic clients (Claude Code, the SDKs) can talk to
-any corral provider: the reverse of :mod:`corral.providers.anthropic`. Pure translation, no I/O.
+"""The server side of Anthropic's Messages API (the reverse of :mod:`corral.providers.anthropic`), so
+Anthropic clients such as Claude Code can use any corral provider. Pure translation, no I/O.
 
-Bad input raises :class:`~corral.gateway.wire_errors.WireError` (400); its message starts with the
-field's path in Anthropic's style ("messages.0.content.1.type: ..."), which is also its ``param``.
+Bad input raises :class:`~corral.gateway.wire_errors.WireError` (400) whose message starts with the
+field's path in Anthropic's style ("messages.0.content.1.type: ..."), also given as its ``param``.
 
-* ``system`` (string or text blocks) becomes one system message, blocks joined by a blank line.
-* A user turn's ``tool_result`` blocks become tool messages, in order, then one user message with the
-  turn's other blocks; images inside a tool result move into that user message (the OpenAI format
-  has no images in tool messages). An ``is_error`` result reads "Error: <text>".
-* User text blocks are joined by a blank line (a plain string unless images are present); assistant
-  text blocks are concatenated. ``thinking`` blocks become the reasoning, ``redacted_thinking`` is
-  dropped, ``tool_use`` blocks become tool calls (input as JSON text).
-* ``top_k`` and ``thinking`` go to extra_body; ``metadata``, ``disable_parallel_tool_use``, cache
-  control and unknown fields are ignored. Server tools (``type`` "web_search_20250305", …) are refused.
-* Tool-call arguments that are not a JSON object go out as ``{"_invalid_arguments": "<raw text>"}``:
-  the client's schema check then fails visibly and the model sees what it wrote.
+* ``system`` (string or text blocks) becomes one system message; user text blocks are joined by a
+  blank line, assistant text blocks concatenated; thinking -> reasoning; redacted_thinking dropped.
+* A user turn's tool_result blocks become tool messages, then one user message holds the turn's
+  other blocks plus any images the tool results carried. ``is_error`` results read "Error: <text>".
+* ``top_k`` and ``thinking`` go to extra_body; metadata, cache_control, disable_parallel_tool_use and
+  unknown fields are ignored; server tools (a ``type`` like "web_search_20250305") are refused.
+* Tool arguments that are not a JSON object go out as ``{"_invalid_arguments": "<raw text>"}``, so
+  the client's schema check fails visibly and the model sees what it wrote.
 """
 
 from __future__ import annotations
@@ -331,14 +328,10 @@ def _frame(kind: str, obj: Mapping[str, Any]) -> bytes:
 
 
 class AnthropicEventWriter:
-    """corral stream events -> Messages API SSE events.
-
-    Text and thinking stream as they come, in a new block whenever the kind changes. A tool call goes
-    out whole, as one tool_use block with its complete input, when it ends (ToolCallEnd, or at the
-    latest the final response): a partial input cannot be taken back, and invalid JSON would break
-    the client's parser. ``event()`` sends ``start()`` first if it was not sent; ``event(Done(r))``
-    is ``finish(r)``; once finished, every method but ping/error returns b"".
-    """
+    """corral stream events -> Messages API SSE events. Text and thinking stream as they come, a new
+    block whenever the kind changes; a tool call goes out whole (one tool_use block, complete input)
+    when it ends, since partial input cannot be taken back and invalid JSON would break the client's
+    parser. ``event()`` sends ``start()`` first if needed; ``event(Done(r))`` is ``finish(r)``."""
 
     def __init__(self, model: str, id: str, input_tokens: int = 0) -> None:
         self.model = model

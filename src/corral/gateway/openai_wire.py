@@ -159,9 +159,6 @@ def _check_message(m: Any, where: str) -> None:
         fn = tc.get("function") if isinstance(tc, Mapping) else None
         ok = isinstance(fn, Mapping) and isinstance(fn.get("name"), str) and bool(fn["name"])
         _need(ok, f"{at}[{j}].function.name must be a non-empty string", f"{at}[{j}].function.name")
-        ok = isinstance(fn.get("arguments", ""), (str, Mapping))  # type: ignore[union-attr]
-        _need(ok, f"{at}[{j}].function.arguments must be a JSON string", f"{at}[{j}].function.arguments")
-        _need(isinstance(tc.get("id", ""), str), f"{at}[{j}].id must be a string", f"{at}[{j}].id")
     call_id = m.get("tool_call_id")
     ok = role != "tool" or (isinstance(call_id, str) and bool(call_id))
     _need(ok, f"{where}.tool_call_id is required for a tool message", f"{where}.tool_call_id")
@@ -190,8 +187,6 @@ def _tools(value: Any) -> list[Mapping[str, Any]]:
         _need(ok, f"{at}.function.name must be a non-empty string", f"{at}.function.name")
         ok = fn.get("parameters") is None or isinstance(fn["parameters"], Mapping)
         _need(ok, f"{at}.function.parameters must be a JSON schema object", f"{at}.function.parameters")
-        ok = fn.get("description") is None or isinstance(fn["description"], str)
-        _need(ok, f"{at}.function.description must be a string", f"{at}.function.description")
     return list(value or ())
 
 
@@ -424,15 +419,13 @@ def embedding_inputs_from_openai(body: Any) -> list[str]:
     _need(fmt in (None, "float", "base64"), message, "encoding_format")
     _need(b.get("dimensions") is None, "dimensions is not supported by this gateway", "dimensions")
     value = b.get("input")
-    _need(value is not None, "input is required", "input")
-    if isinstance(value, str):
-        return [value]
-    items = value if isinstance(value, list) and value else None
+    items = [value] if isinstance(value, str) else value if isinstance(value, list) and value else []
     if items and all(isinstance(x, str) for x in items):
         return list(items)
-    tokens = bool(items) and all(_is_int(x) or isinstance(x, list) for x in items or ())
+    tokens = bool(items) and all(_is_int(x) or isinstance(x, list) for x in items)
     _need(not tokens, "input as token arrays is not supported by this gateway; send strings", "input")
-    raise WireError(400, "input must be a string or a non-empty array of strings", param="input")
+    problem = "is required" if value is None else "must be a string or a non-empty array of strings"
+    raise WireError(400, f"input {problem}", param="input")
 
 
 def _b64(vector: list[float]) -> str:

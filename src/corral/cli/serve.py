@@ -1,0 +1,60 @@
+"""``corral serve``: the OpenAI- and Anthropic-compatible gateway."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from typing import Annotated
+
+import typer
+
+from ..config import load_settings
+from .common import ConfigOpt, err, fail, run
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def serve(
+    config: ConfigOpt = None,
+    host: Annotated[str | None, typer.Option("--host", help="Address to bind (default 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option("--port", help="Port (default 4000).", min=0, max=65535)] = None,
+    allow_unauthenticated: Annotated[
+        bool, typer.Option("--allow-unauthenticated", help="Bind a non-loopback address without API keys.")
+    ] = False,
+    log_level: Annotated[str, typer.Option("--log-level", help="debug, info, warning, error.")] = "info",
+) -> None:
+    """Serve the OpenAI and Anthropic APIs over the configured providers."""
+    try:
+        import uvicorn
+
+        from ..gateway import create_app
+        from ..gateway.settings import GatewaySettings
+    except ImportError as exc:
+        fail(f"corral serve needs the server extra: pip install 'corral[server]' ({exc.name} is missing)")
+    settings = run(lambda: load_settings(config))
+    gateway = run(lambda: GatewaySettings.from_settings(settings))
+    bind_host = host or gateway.host
+    bind_port = gateway.port if port is None else port
+    if not _loopback(bind_host) and not gateway.api_keys and not allow_unauthenticated:
+        fail(
+            f"refusing to serve on {bind_host} without API keys: set [gateway] api_keys, "
+            "or pass --allow-unauthenticated if the network is trusted"
+        )
+    level = getattr(logging, log_level.upper(), logging.INFO)
+    logging.basicConfig(level=level, format="%(asctime)s %(name)s %(message)s")
+    app = create_app(settings, gateway)
+    err.print(f"corral gateway on http://{bind_host}:{bind_port} (OpenAI: /v1, Anthropic: /v1/messages)", style="dim")
+    uvicorn.run(
+        app,
+        host=bind_host,
+        port=bind_port,
+        log_level=logging.getLevelName(max(level, logging.WARNING)).lower(),
+        access_log=False,
+    )

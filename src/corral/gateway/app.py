@@ -1,0 +1,74 @@
+"""``create_app``: the gateway as an ASGI application (Starlette), served by ``corral serve``."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from ..config import Settings
+from . import anthropic_routes, openai_routes
+from .settings import GatewaySettings
+from .state import Gateway, Protocol, error_response
+
+__all__ = ["create_app"]
+
+
+async def health(request: Request) -> Response:
+    # The gateway's own liveness: cheap, no upstream call (providers have `corral health`).
+    return JSONResponse({"status": "ok"})
+
+
+async def metrics(request: Request) -> Response:
+    gw: Gateway = request.app.state.gateway
+    if not gw.authorized(request):
+        return error_response("openai", 401, "authentication_error", "missing or invalid API key")
+    return Response(gw.observer.exposition(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+
+def _protocol(request: Request) -> Protocol:
+    return "anthropic" if request.url.path.startswith("/v1/messages") else "openai"
+
+
+async def not_found(request: Request, exc: Exception) -> Response:
+    return error_response(_protocol(request), 404, "not_found_error", f"no route {request.method} {request.url.path}")
+
+
+async def method_not_allowed(request: Request, exc: Exception) -> Response:
+    return error_response(
+        _protocol(request), 405, "invalid_request_error", f"{request.method} is not allowed on {request.url.path}"
+    )
+
+
+def create_app(settings: Settings | None = None, gateway: GatewaySettings | None = None) -> Starlette:
+    settings = settings if settings is not None else Settings()
+    gw = Gateway(settings, gateway if gateway is not None else GatewaySettings.from_settings(settings))
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            await gw.aclose()
+
+    routes = [
+        Route("/v1/chat/completions", openai_routes.chat_completions, methods=["POST"]),
+        Route("/v1/completions", openai_routes.completions, methods=["POST"]),
+        Route("/v1/embeddings", openai_routes.embeddings, methods=["POST"]),
+        Route("/v1/models", openai_routes.models, methods=["GET"]),
+        Route("/v1/messages", anthropic_routes.messages, methods=["POST"]),
+        Route("/v1/messages/count_tokens", anthropic_routes.count_tokens, methods=["POST"]),
+        Route("/health", health, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
+    ]
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={404: not_found, 405: method_not_allowed},
+    )
+    app.state.gateway = gw
+    return app

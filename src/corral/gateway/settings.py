@@ -1,0 +1,106 @@
+"""The ``[gateway]`` and ``[models.*]`` sections: who may call, how much they may send, where each
+model name goes."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..config import Secret, Settings
+from ..errors import ConfigurationError
+
+__all__ = ["GatewaySettings", "ModelRoute"]
+
+DEFAULT_MAX_BODY = 32 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class ModelRoute:
+    """A public model name: which configured provider serves it, as which upstream model."""
+
+    name: str
+    provider: str | None  # None: the default provider
+    upstream: str | None  # None: pass the requested name through
+    aliases: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class GatewaySettings:
+    api_keys: tuple[Secret, ...] = ()
+    max_body_bytes: int = DEFAULT_MAX_BODY
+    routes: Mapping[str, ModelRoute] = field(default_factory=dict)  # every name and alias -> its route
+    models: tuple[ModelRoute, ...] = ()
+    default_route: ModelRoute | None = None  # for names no route claims; None with routes: 404
+    host: str = "127.0.0.1"
+    port: int = 4000
+
+    @classmethod
+    def from_settings(cls, settings: Settings | None) -> GatewaySettings:
+        raw: Mapping[str, Any] = settings.raw if settings else {}
+        table = raw.get("gateway") or {}
+        if not isinstance(table, Mapping):
+            raise ConfigurationError("[gateway] must be a table")
+        known = set(settings.providers) if settings else set()
+        keys = table.get("api_keys") or []
+        if isinstance(keys, str):
+            keys = [keys]
+        if not isinstance(keys, Sequence) or not all(isinstance(k, str) for k in keys):
+            raise ConfigurationError("gateway.api_keys must be a list of strings")
+        max_body = table.get("max_body_bytes", DEFAULT_MAX_BODY)
+        if not isinstance(max_body, int) or max_body <= 0:
+            raise ConfigurationError("gateway.max_body_bytes must be a positive integer")
+        models = _routes(raw.get("models") or {}, known)
+        names: dict[str, ModelRoute] = {}
+        for route in models:
+            for name in (route.name, *route.aliases):
+                if name in names:
+                    raise ConfigurationError(f"model name {name!r} is claimed by two [models] entries")
+                names[name] = route
+        default_name = table.get("default_model")
+        default: ModelRoute | None
+        if default_name is not None:
+            if default_name not in names:
+                raise ConfigurationError(f"gateway.default_model {default_name!r} is not a [models] name or alias")
+            default = names[default_name]
+        else:
+            # With no [models] at all, every name goes to the default provider unchanged.
+            default = None if models else ModelRoute("*", None, None)
+        port = table.get("port", 4000)
+        if not isinstance(port, int) or not 0 <= port < 65536:
+            raise ConfigurationError("gateway.port must be a port number")
+        return cls(
+            api_keys=tuple(Secret(k) for k in keys if k),
+            max_body_bytes=max_body,
+            routes=names,
+            models=tuple(models),
+            default_route=default,
+            host=str(table.get("host", "127.0.0.1")),
+            port=port,
+        )
+
+    def route(self, model: str | None) -> ModelRoute | None:
+        if model is not None and model in self.routes:
+            return self.routes[model]
+        return self.default_route
+
+
+def _routes(table: Any, known: set[str]) -> list[ModelRoute]:
+    if not isinstance(table, Mapping):
+        raise ConfigurationError("[models] must be a table of model tables")
+    out = []
+    for name, spec in table.items():
+        where = f"models.{name}"
+        if not isinstance(spec, Mapping):
+            raise ConfigurationError(f"{where} must be a table")
+        provider = spec.get("provider")
+        if provider is not None and provider not in known:
+            raise ConfigurationError(f"{where}.provider {provider!r} is not configured ({', '.join(sorted(known))})")
+        aliases = spec.get("aliases") or []
+        if not isinstance(aliases, list) or not all(isinstance(a, str) for a in aliases):
+            raise ConfigurationError(f"{where}.aliases must be a list of strings")
+        upstream = spec.get("upstream")
+        if upstream is not None and not isinstance(upstream, str):
+            raise ConfigurationError(f"{where}.upstream must be a string")
+        out.append(ModelRoute(str(name), provider, upstream, tuple(aliases)))
+    return out

@@ -1,0 +1,180 @@
+"""The gateway's shared state: one AsyncClient per provider (all on one aiohttp transport), model
+routing, API keys, request bodies, metrics, and errors in the caller's protocol."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import json
+import logging
+import time
+from collections.abc import Awaitable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal, TypeVar
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from ..async_client import AsyncClient
+from ..config import Settings
+from ..errors import CorralError
+from .aiohttp_transport import AiohttpTransport
+from .observe import Observer, RequestRecord
+from .settings import GatewaySettings, ModelRoute
+from .wire_errors import WireError, anthropic_error, from_corral_error, openai_error
+
+__all__ = ["Gateway", "Protocol", "Resolved", "error_response"]
+
+log = logging.getLogger("corral.gateway")
+
+Protocol = Literal["openai", "anthropic"]
+T = TypeVar("T")
+
+# Provider types whose wire is OpenAI's: requests in OpenAI shape pass through to them untouched.
+OPENAI_SHAPED = frozenset({"llamacpp", "openai", "llama-swap", "embedded", "zero-setup"})
+# Provider types that serve the Anthropic Messages API natively (llama-server has /v1/messages).
+MESSAGES_NATIVE = frozenset({"llamacpp", "embedded", "zero-setup", "anthropic"})
+
+
+@dataclass(frozen=True, slots=True)
+class Resolved:
+    """Where one request goes."""
+
+    client: AsyncClient
+    route: ModelRoute
+    types: frozenset[str]  # the provider types of the whole fallback chain
+
+    def upstream_model(self, requested: str | None) -> str | None:
+        return self.route.upstream if self.route.upstream is not None else requested
+
+
+def error_response(protocol: Protocol, status: int, kind: str, message: str, param: str | None = None) -> Response:
+    if protocol == "anthropic":
+        body = anthropic_error(status, message, kind=kind)
+    else:
+        code = "model_not_found" if status == 404 and param == "model" else None
+        body = openai_error(status, message, kind=kind, param=param, code=code)
+    return Response(json.dumps(body), status, media_type="application/json")
+
+
+class Gateway:
+    def __init__(self, settings: Settings, gateway: GatewaySettings) -> None:
+        self.settings = settings
+        self.config = gateway
+        self.transport = AiohttpTransport()
+        self.observer = Observer()
+        self._clients: dict[str | None, AsyncClient] = {}
+        self._keys = [k.get().encode() for k in gateway.api_keys]
+
+    async def aclose(self) -> None:
+        clients, self._clients = list(self._clients.values()), {}
+        for c in clients:
+            await c.aclose()
+        await self.transport.aclose()
+
+    # -- routing ----------------------------------------------------------------------------------------------
+    def client(self, provider: str | None) -> AsyncClient:
+        if provider not in self._clients:
+            self._clients[provider] = AsyncClient(provider, config=self.settings, transport=self.transport)
+        return self._clients[provider]
+
+    def resolve(self, model: Any) -> Resolved:
+        if model is not None and not isinstance(model, str):
+            raise WireError(400, "model must be a string", param="model")
+        route = self.config.route(model)
+        if route is None:
+            known = ", ".join(sorted(self.config.routes)) or "none"
+            raise WireError(404, f"model {model!r} is not served here (models: {known})", param="model")
+        client = self.client(route.provider)
+        chain = [client.config.type]
+        for name in client.routing.fallbacks.get(client.config.name, ()):
+            chain.append(self.settings.provider(name).type)
+        return Resolved(client, route, frozenset(chain))
+
+    def model_names(self) -> list[str]:
+        return [name for route in self.config.models for name in (route.name, *route.aliases)]
+
+    # -- requests ---------------------------------------------------------------------------------------------
+    def authorized(self, request: Request) -> bool:
+        if not self._keys:
+            return True
+        given = request.headers.get("x-api-key", "")
+        auth = request.headers.get("authorization", "")
+        if auth[:7].lower() == "bearer ":
+            given = auth[7:].strip()
+        raw = given.encode()
+        return any(hmac.compare_digest(raw, k) for k in self._keys)
+
+    async def read_json(self, request: Request) -> dict[str, Any]:
+        limit = self.config.max_body_bytes
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            raise WireError(413, f"request body is {int(declared)} bytes; the limit is {limit}")
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise WireError(413, f"request body exceeds the limit of {limit} bytes")
+            chunks.append(chunk)
+        raw = b"".join(chunks)
+        if not raw.strip():
+            raise WireError(400, "request body is empty; expected a JSON object")
+        try:
+            body = json.loads(raw)
+        except ValueError as exc:
+            raise WireError(400, f"request body is not valid JSON: {exc}") from None
+        if not isinstance(body, dict):
+            raise WireError(400, "request body must be a JSON object")
+        return body
+
+    async def until_disconnect(self, request: Request, work: Awaitable[T]) -> T | None:
+        """Run ``work`` unless the client goes away first; then cancel it, which closes the upstream
+        connection so the backend stops (llama-server frees the slot). None when cancelled."""
+        task = asyncio.ensure_future(work)
+        watcher = asyncio.ensure_future(_disconnected(request))
+        try:
+            done, _ = await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            task.cancel()
+            raise
+        finally:
+            watcher.cancel()
+        if task in done:
+            return task.result()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, CorralError):
+            await task
+        return None
+
+    def failure(self, protocol: Protocol, exc: BaseException, rec: RequestRecord) -> Response:
+        if isinstance(exc, WireError):
+            rec.status = exc.status
+            return error_response(protocol, exc.status, exc.kind, exc.message, exc.param)
+        if isinstance(exc, CorralError):
+            status, kind, message = from_corral_error(exc)
+            rec.status = status
+            return error_response(protocol, status, kind, message)
+        # Anything else is our bug: say so without a trace (it goes to the log, not to the caller).
+        log.exception("internal error on %s", rec.route)
+        rec.status = 500
+        return error_response(protocol, 500, "api_error", "internal error in the corral gateway")
+
+    def finish(self, rec: RequestRecord) -> None:
+        self.observer.done(rec)
+
+
+async def _disconnected(request: Request) -> None:
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            return
+
+
+def now() -> int:
+    return int(time.time())
+
+
+def header_items(headers: Mapping[str, str]) -> dict[str, str]:
+    return {"x-accel-buffering": "no", "cache-control": "no-cache", **headers}
