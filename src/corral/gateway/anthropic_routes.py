@@ -22,7 +22,7 @@ from ..providers.base import HTTPRequest, Provider, needed_capabilities
 from ..stream import AsyncChatStream
 from .anthropic_wire import AnthropicEventWriter, anthropic_response, chat_request_from_anthropic, count_tokens_request
 from .observe import RequestRecord
-from .state import MESSAGES_NATIVE, Gateway, header_items
+from .state import MESSAGES_NATIVE, STREAM_ONLY_CANCEL, Gateway, header_items
 from .wire_errors import WireError, from_corral_error
 
 __all__ = ["count_tokens", "messages"]
@@ -50,7 +50,7 @@ async def messages(request: Request) -> Response:
         target = gw.resolve(body.get("model"))
         upstream_model = target.upstream_model(body.get("model"))
         needs = [Capability.STREAM if stream else Capability.CHAT, *needed_capabilities(req)]
-        if target.types <= MESSAGES_NATIVE:
+        if target.types <= MESSAGES_NATIVE and (stream or not target.types <= STREAM_ONLY_CANCEL):
             forwarded = dict(body)
             if upstream_model is not None:
                 forwarded["model"] = upstream_model
@@ -83,7 +83,10 @@ async def messages(request: Request) -> Response:
             rec.provider = chat_stream.provider
             streaming = True
             return _translated_stream(gw, rec, chat_stream, rec.model or str(upstream_model or ""))
-        resp = await gw.until_disconnect(request, target.client.chat_request(req))
+        if target.types <= STREAM_ONLY_CANCEL:
+            resp = await gw.assembled(request, target.client.stream_request(req))
+        else:
+            resp = await gw.until_disconnect(request, target.client.chat_request(req))
         if resp is None:
             rec.status = 499
             return Response(status_code=499)

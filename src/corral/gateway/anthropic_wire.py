@@ -8,8 +8,9 @@ field's path in Anthropic's style ("messages.0.content.1.type: ..."), also given
   blank line, assistant text blocks concatenated; thinking -> reasoning; redacted_thinking dropped.
 * A user turn's tool_result blocks become tool messages, then one user message holds the turn's
   other blocks plus any images the tool results carried. ``is_error`` results read "Error: <text>".
-* ``top_k`` and ``thinking`` go to extra_body; metadata, cache_control, disable_parallel_tool_use and
-  unknown fields are ignored; server tools (a ``type`` like "web_search_20250305") are refused.
+* ``top_k`` and ``thinking`` go to extra_body, ``output_config.format`` (json_schema) to
+  response_format; metadata, effort, cache_control, disable_parallel_tool_use and unknown fields are
+  ignored; server tools (a ``type`` like "web_search_20250305") are refused.
 * Tool arguments that are not a JSON object go out as ``{"_invalid_arguments": "<raw text>"}``, so
   the client's schema check fails visibly and the model sees what it wrote.
 """
@@ -53,7 +54,7 @@ def _need(ok: bool, path: str, problem: str) -> None:
 def _str(block: Mapping[str, Any], key: str, at: str, *, nonempty: bool = False) -> str:
     v = block.get(key)
     ok = isinstance(v, str) and (bool(v) or not nonempty)
-    _need(ok, f"{at}.{key}", "Field required" if v is None else "must be a non-empty string")
+    _need(ok, f"{at}.{key}", "Field required" if v is None else f"must be a {'non-empty ' if nonempty else ''}string")
     return v  # type: ignore[return-value]
 
 
@@ -217,6 +218,18 @@ def _tool_choice(value: Any, tools: list[dict[str, Any]]) -> Any:
     return {"type": "function", "function": {"name": name}}
 
 
+def _output_format(b: Mapping[str, Any]) -> dict[str, Any] | None:
+    """Structured output: ``output_config.format`` (or the older ``output_format``) as a response_format."""
+    config = b.get("output_config")
+    fmt = config.get("format") if isinstance(config, Mapping) else b.get("output_format")
+    if fmt is None:
+        return None
+    path = "output_config.format" if isinstance(config, Mapping) else "output_format"
+    ok = isinstance(fmt, Mapping) and fmt.get("type") == "json_schema" and isinstance(fmt.get("schema"), Mapping)
+    _need(ok, path, "must be {'type': 'json_schema', 'schema': {...}}")
+    return {"type": "json_schema", "json_schema": {"name": "output", "schema": dict(fmt["schema"])}}
+
+
 def _parse(body: Any, *, require_max_tokens: bool) -> ChatRequest:
     if not isinstance(body, Mapping):
         raise WireError(400, "the request body must be a JSON object")
@@ -244,6 +257,7 @@ def _parse(body: Any, *, require_max_tokens: bool) -> ChatRequest:
     try:
         return build_chat_request(
             ([Message("system", system)] if system else []) + messages,
+            response_format=_output_format(b),
             model=model,
             max_tokens=max_tokens,
             temperature=_number(b, "temperature", 1),

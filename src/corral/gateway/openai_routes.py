@@ -32,7 +32,7 @@ from .openai_wire import (
     openai_response,
     openai_stream_flags,
 )
-from .state import OPENAI_SHAPED, Gateway, error_response, header_items, now
+from .state import OPENAI_SHAPED, STREAM_ONLY_CANCEL, Gateway, error_response, header_items, now
 from .wire_errors import WireError, from_corral_error
 
 __all__ = ["chat_completions", "completions", "embeddings", "models"]
@@ -59,7 +59,7 @@ async def chat_completions(request: Request) -> Response:
         target = gw.resolve(body.get("model"))
         upstream_model = target.upstream_model(body.get("model"))
         needs = [Capability.STREAM if stream else Capability.CHAT, *needed_capabilities(req)]
-        if target.types <= OPENAI_SHAPED:
+        if target.types <= OPENAI_SHAPED and (stream or not target.types <= STREAM_ONLY_CANCEL):
             forwarded = dict(body)
             if upstream_model is not None:
                 forwarded["model"] = upstream_model
@@ -88,7 +88,10 @@ async def chat_completions(request: Request) -> Response:
             rec.provider = chat_stream.provider
             streaming = True
             return _translated_stream(gw, rec, chat_stream, rec.model, include_usage)
-        resp = await gw.until_disconnect(request, target.client.chat_request(req))
+        if target.types <= STREAM_ONLY_CANCEL:
+            resp = await gw.assembled(request, target.client.stream_request(req))
+        else:
+            resp = await gw.until_disconnect(request, target.client.chat_request(req))
         if resp is None:
             rec.status = 499
             return Response(status_code=499)

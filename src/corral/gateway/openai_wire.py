@@ -291,7 +291,8 @@ class OpenAIChunkWriter:
 
     ``first()`` is the role chunk; ``event()`` sends it too if it was not sent yet, so the gateway may
     wait for the first upstream event (and answer an early upstream failure with a real HTTP error).
-    After Done, ``event()`` returns b"".
+    ``event(Done(r))`` first sends what of ``r`` was never streamed (so ``Done`` alone turns a whole
+    response into a stream); after it, ``event()`` returns b"".
     """
 
     def __init__(self, model: str, created: int, id: str, include_usage: bool = False) -> None:
@@ -301,6 +302,7 @@ class OpenAIChunkWriter:
         self.include_usage = include_usage
         self._started = False
         self._finished = False
+        self._seen: set[str] = set()
         self._ids_sent: set[int] = set()
         self._names_sent: set[int] = set()
 
@@ -336,13 +338,20 @@ class OpenAIChunkWriter:
         if self._finished:
             return b""
         head = self.first()
-        if isinstance(e, ContentDelta) and e.text:
-            return head + self._frame(self._chunk({"content": e.text}))
-        if isinstance(e, ReasoningDelta) and e.text:
-            return head + self._frame(self._chunk({"reasoning_content": e.text}))
+        if isinstance(e, (ContentDelta, ReasoningDelta)) and e.text:
+            key = "content" if isinstance(e, ContentDelta) else "reasoning_content"
+            self._seen.add(key)
+            return head + self._frame(self._chunk({key: e.text}))
         if isinstance(e, ToolCallDelta):
             return head + self._frame(self._chunk(self._tool_delta(e)))
         if isinstance(e, Done):
+            r = e.response
+            for key, text in (("reasoning_content", r.reasoning), ("content", r.content)):
+                if text and key not in self._seen:
+                    head += self.event(ContentDelta(text) if key == "content" else ReasoningDelta(text))
+            if not self._ids_sent:
+                for i, c in enumerate(r.tool_calls):
+                    head += self.event(ToolCallDelta(i, c.id, c.name, c.arguments))
             self._finished = True
             last = self._chunk({}, _finish(e.response))
             if e.response.timings is not None:

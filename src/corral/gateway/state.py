@@ -19,6 +19,8 @@ from starlette.responses import Response
 from ..async_client import AsyncClient
 from ..config import Settings
 from ..errors import CorralError
+from ..stream import AsyncChatStream
+from ..types import ChatResponse
 from .aiohttp_transport import AiohttpTransport
 from .observe import Observer, RequestRecord
 from .settings import GatewaySettings, ModelRoute
@@ -35,6 +37,9 @@ T = TypeVar("T")
 OPENAI_SHAPED = frozenset({"llamacpp", "openai", "llama-swap", "embedded", "zero-setup"})
 # Provider types that serve the Anthropic Messages API natively (llama-server has /v1/messages).
 MESSAGES_NATIVE = frozenset({"llamacpp", "embedded", "zero-setup", "anthropic"})
+# llama-server notices a vanished client only while it streams tokens (llama.cpp #24496): a
+# non-streamed request to it is sent streamed and assembled here, so a disconnect still frees the slot.
+STREAM_ONLY_CANCEL = frozenset({"llamacpp", "embedded", "zero-setup"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +133,15 @@ class Gateway:
         if not isinstance(body, dict):
             raise WireError(400, "request body must be a JSON object")
         return body
+
+    async def assembled(self, request: Request, stream: AsyncChatStream) -> ChatResponse | None:
+        """A whole response read from a stream, abandoned (and the upstream closed) if the client leaves."""
+
+        async def read() -> ChatResponse:
+            async with stream:
+                return await stream.final()
+
+        return await self.until_disconnect(request, read())
 
     async def until_disconnect(self, request: Request, work: Awaitable[T]) -> T | None:
         """Run ``work`` unless the client goes away first; then cancel it, which closes the upstream

@@ -53,6 +53,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--jinja", action="store_true")
     p.add_argument("--chat-template-file", default=None)
     p.add_argument("--alias", default=None)
+    p.add_argument("--sse-ping-interval", type=int, default=None)
+    p.add_argument("-b", "--batch-size", type=int, default=None)
+    p.add_argument("-ub", "--ubatch-size", type=int, default=None)
     return p
 
 
@@ -86,6 +89,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.chat_template_file:
         with open(args.chat_template_file, encoding="utf-8") as fh:
             params.chat_template = fh.read()
+    if args.sse_ping_interval is not None:
+        params.sse_ping_interval = args.sse_ping_interval
+    if args.batch_size:
+        params.n_batch = args.batch_size
+    if args.ubatch_size:
+        params.n_ubatch = args.ubatch_size
     if args.alias:
         params.model_alias = {args.alias}
     key = os.environ.pop("CORRAL_ENGINE_API_KEY", "")
