@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from .conftest import GATEWAY_KEY, RunningGateway, gateway_config
+from .conftest import RunningGateway, gateway_config
 
 pytestmark = pytest.mark.live
 

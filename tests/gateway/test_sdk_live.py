@@ -61,7 +61,7 @@ def test_openai_stream_with_usage(oai: openai.OpenAI) -> None:
     finishes = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
     assert finishes and finishes[-1] in ("stop", "length")
     usage = [c.usage for c in chunks if c.usage]
-    assert usage and usage[-1].completion_tokens == 8 or finishes[-1] == "stop"
+    assert (usage and usage[-1].completion_tokens == 8) or finishes[-1] == "stop"
 
 
 def test_openai_tools_round_trip(oai: openai.OpenAI) -> None:
