@@ -164,19 +164,7 @@ COMPACT_PERSON = ('{"name":"Ada",', '"age":36}')
 
 @pytest.mark.parametrize(
     "name",
-    [
-        pytest.param(
-            name,
-            marks=pytest.mark.xfail(
-                name == "anthropic",
-                strict=True,
-                reason="src bug: the Anthropic assembler re-serialises the json_output tool input with "
-                "json.dumps when the block closes, so final().content is not the text its ContentDelta "
-                "events carried (only JSON-equal)",
-            ),
-        )
-        for name in RECORDED
-    ],
+    RECORDED,
 )
 def test_streamed_structured_output_text_is_the_final_content(
     name: str, contract_config: dict[str, Any], fake_apis: FakeAPIs

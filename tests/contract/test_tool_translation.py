@@ -168,13 +168,6 @@ def test_a_call_from_one_provider_continues_on_another(
     assert ask_target.results == [(call.id, TOOL_RESULT)]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="src bug: a tool call the API sends without an id (Ollama, OpenAI-compatible servers that omit it) "
-    "gets a positional id (call_0, call_1, …), so every turn's first call is call_0; Anthropic rejects such a "
-    "conversation with 400 'tool_use ids must be unique'",
-)
 def test_made_up_tool_call_ids_are_unique_within_a_conversation(
     contract_config: dict[str, Any], fake_apis: FakeAPIs
 ) -> None:

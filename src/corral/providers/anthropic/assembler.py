@@ -53,7 +53,7 @@ class _Block:
         self.closed = False
 
     def close(self) -> None:
-        if not self.closed and self.kind in ("tool", "json"):
+        if not self.closed and self.kind == "tool":
             self.parts = [_canonical_json("".join(self.parts))]
         self.closed = True
 

@@ -7,6 +7,7 @@ Whole (non-streamed) responses go through the same state as a single chunk, so
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Mapping
 from typing import Any
 
@@ -142,10 +143,14 @@ class ChunkAssembler:
         out.append(ToolCallDelta(index, call_id or None, name or None, args or ""))
 
     def _end_calls(self) -> list[StreamEvent]:
-        return [
-            ToolCallEnd(i, ToolCall(p.id or f"call_{i}", p.name, "".join(p.arguments)))
-            for i, p in sorted(self._calls.items())
-        ]
+        return [ToolCallEnd(i, self._call(i, p)) for i, p in sorted(self._calls.items())]
+
+    def _call(self, index: int, pending: _PendingCall) -> ToolCall:
+        if not pending.id:
+            # The server sent no id (Ollama, some OpenAI-compatible hosts). A positional "call_0" would
+            # repeat every turn, and Anthropic rejects a conversation whose tool_use ids repeat.
+            pending.id = f"call_{uuid.uuid4().hex[:24]}"
+        return ToolCall(pending.id, pending.name, "".join(pending.arguments))
 
     def finish(self) -> ChatResponse:
         if self._finish is None:
@@ -153,9 +158,7 @@ class ChunkAssembler:
                 "stream ended before the server sent a finish reason (connection cut or server crashed)",
                 raw="".join(self._content)[-500:],
             )
-        calls = tuple(
-            ToolCall(p.id or f"call_{i}", p.name, "".join(p.arguments)) for i, p in sorted(self._calls.items())
-        )
+        calls = tuple(self._call(i, p) for i, p in sorted(self._calls.items()))
         usage = self._usage
         if usage is None and self._timings is not None:
             t = self._timings
