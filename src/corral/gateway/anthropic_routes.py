@@ -47,7 +47,7 @@ async def messages(request: Request) -> Response:
         req = chat_request_from_anthropic(body)  # validates, naming the bad field
         stream = bool(body.get("stream"))
         rec.model = str(body.get("model") or "")
-        target = gw.resolve(body.get("model"))
+        target = await gw.target(body.get("model"), rec)
         upstream_model = target.upstream_model(body.get("model"))
         needs = [Capability.STREAM if stream else Capability.CHAT, *needed_capabilities(req)]
         if target.types <= MESSAGES_NATIVE and (stream or not target.types <= STREAM_ONLY_CANCEL):
@@ -153,7 +153,7 @@ async def count_tokens(request: Request) -> Response:
         body = await gw.read_json(request)
         req = count_tokens_request(body)
         rec.model = str(body.get("model") or "")
-        target = gw.resolve(body.get("model"))
+        target = await gw.target(body.get("model"), rec)
         provider = await target.client.get_provider()
         rec.provider = provider.name
         if target.client.config.type == "anthropic":

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import replace
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -11,7 +13,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from ..config import Settings
-from . import anthropic_routes, openai_routes
+from ..manager.spec import ManagerSettings
+from . import anthropic_routes, manager_routes, openai_routes
 from .settings import GatewaySettings
 from .state import Gateway, Protocol, error_response
 
@@ -44,9 +47,37 @@ async def method_not_allowed(request: Request, exc: Exception) -> Response:
     )
 
 
-def create_app(settings: Settings | None = None, gateway: GatewaySettings | None = None) -> Starlette:
+def _discover(settings: Settings) -> Sequence[Any]:
+    """GGUF files in [manager] models_dirs become managed models (read at startup)."""
+    table = settings.raw.get("manager") or {}
+    dirs = table.get("models_dirs") if isinstance(table, dict) else None
+    if not dirs:
+        return []
+    from ..manager.scan import scan_dirs
+
+    return scan_dirs([dirs] if isinstance(dirs, str) else list(dirs))
+
+
+def create_app(
+    settings: Settings | None = None,
+    gateway: GatewaySettings | None = None,
+    manager: ManagerSettings | None = None,
+) -> Starlette:
     settings = settings if settings is not None else Settings()
-    gw = Gateway(settings, gateway if gateway is not None else GatewaySettings.from_settings(settings))
+    gateway = gateway if gateway is not None else GatewaySettings.from_settings(settings)
+    manager = (
+        manager if manager is not None else ManagerSettings.from_settings(settings, discovered=_discover(settings))
+    )
+    scheduler = None
+    if manager.enabled:
+        from ..manager.bundled import cache_dir
+        from ..manager.scheduler import Scheduler
+
+        scheduler = Scheduler(manager, state_dir=manager.state_dir or cache_dir() / "manager")
+        if not settings.providers and not gateway.models:
+            # Only [manager] configured: names it does not know are unknown, not the zero-setup engine's.
+            gateway = replace(gateway, default_route=None)
+    gw = Gateway(settings, gateway, scheduler)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -62,6 +93,11 @@ def create_app(settings: Settings | None = None, gateway: GatewaySettings | None
         Route("/v1/models", openai_routes.models, methods=["GET"]),
         Route("/v1/messages", anthropic_routes.messages, methods=["POST"]),
         Route("/v1/messages/count_tokens", anthropic_routes.count_tokens, methods=["POST"]),
+        Route("/running", manager_routes.running, methods=["GET"]),
+        Route("/api/models/unload", manager_routes.unload, methods=["POST"]),
+        Route("/api/models/unload/{model:path}", manager_routes.unload_one, methods=["POST"]),
+        Route("/models/{model:path}/load", manager_routes.load, methods=["POST"]),
+        Route("/upstream/{model}/{path:path}", manager_routes.upstream, methods=["GET", "POST"]),
         Route("/health", health, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
     ]

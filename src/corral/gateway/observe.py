@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
@@ -27,6 +28,7 @@ class RequestRecord:
     completion_tokens: int = 0
     started: float = field(default_factory=time.perf_counter)
     first_byte: float | None = None
+    on_finish: list[Callable[[], None]] = field(default_factory=list)  # e.g. a managed model's lease
 
     def mark_first_byte(self) -> None:
         if self.first_byte is None:

@@ -56,7 +56,7 @@ async def chat_completions(request: Request) -> Response:
         req = chat_request_from_openai(body)  # validates every field, naming the bad one
         stream, include_usage = openai_stream_flags(body)
         rec.model = str(body.get("model") or "")
-        target = gw.resolve(body.get("model"))
+        target = await gw.target(body.get("model"), rec)
         upstream_model = target.upstream_model(body.get("model"))
         needs = [Capability.STREAM if stream else Capability.CHAT, *needed_capabilities(req)]
         if target.types <= OPENAI_SHAPED and (stream or not target.types <= STREAM_ONLY_CANCEL):
@@ -167,7 +167,7 @@ async def completions(request: Request) -> Response:
             raise WireError(400, "stream is not supported on /v1/completions by this gateway", param="stream")
         prompt, params = completion_request_from_openai(body)
         rec.model = str(body.get("model") or "")
-        target = gw.resolve(body.get("model"))
+        target = await gw.target(body.get("model"), rec)
         upstream_model = target.upstream_model(body.get("model"))
         params.pop("model", None)
         if upstream_model is not None and target.client.config.type not in ("llamacpp", "embedded", "zero-setup"):
@@ -194,7 +194,7 @@ async def embeddings(request: Request) -> Response:
         body = await gw.read_json(request)
         inputs = embedding_inputs_from_openai(body)
         rec.model = str(body.get("model") or "")
-        target = gw.resolve(body.get("model"))
+        target = await gw.target(body.get("model"), rec)
         result = await target.client.embed(inputs, model=target.upstream_model(body.get("model")))
         rec.provider = result.provider
         rec.prompt_tokens = result.usage.prompt_tokens

@@ -17,8 +17,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ..async_client import AsyncClient
-from ..config import Settings
+from ..config import ProviderConfig, Secret, Settings
 from ..errors import CorralError
+from ..manager.scheduler import Scheduler
 from ..stream import AsyncChatStream
 from ..types import ChatResponse
 from .aiohttp_transport import AiohttpTransport
@@ -64,21 +65,46 @@ def error_response(protocol: Protocol, status: int, kind: str, message: str, par
 
 
 class Gateway:
-    def __init__(self, settings: Settings, gateway: GatewaySettings) -> None:
+    def __init__(self, settings: Settings, gateway: GatewaySettings, manager: Scheduler | None = None) -> None:
         self.settings = settings
         self.config = gateway
         self.transport = AiohttpTransport()
         self.observer = Observer()
         self._clients: dict[str | None, AsyncClient] = {}
+        self._managed: dict[str, tuple[str, AsyncClient]] = {}
         self._keys = [k.get().encode() for k in gateway.api_keys]
+        self.manager = manager
 
     async def aclose(self) -> None:
-        clients, self._clients = list(self._clients.values()), {}
+        if self.manager is not None:
+            await self.manager.aclose()
+        clients = list(self._clients.values()) + [c for _, c in self._managed.values()]
+        self._clients, self._managed = {}, {}
         for c in clients:
             await c.aclose()
         await self.transport.aclose()
 
     # -- routing ----------------------------------------------------------------------------------------------
+    async def target(self, model: Any, rec: RequestRecord) -> Resolved:
+        """resolve(), plus the model manager: a managed model is started (or waited for) here and
+        held until the request finishes (``rec.on_finish``), so it is never swapped out mid-answer."""
+        if self.manager is not None and isinstance(model, str) and self.manager.model_for(model) is not None:
+            lease = await self.manager.acquire(model)
+            rec.on_finish.append(lease.release)
+            name = lease.process.spec.name
+            return Resolved(self._managed_client(name, lease.url, lease.api_key), ModelRoute(name, None, None),
+                            frozenset({"llamacpp"}))  # fmt: skip
+        return self.resolve(model)
+
+    def _managed_client(self, name: str, url: str, key: str) -> AsyncClient:
+        cached = self._managed.get(name)
+        if cached is not None and cached[0] == url:
+            return cached[1]
+        config = ProviderConfig(name, "llamacpp", url, Secret(key), None, 600.0, {"max_retries": 0})
+        client = AsyncClient(name, config=Settings(name, {name: config}), transport=self.transport)
+        self._managed[name] = (url, client)
+        return client
+
     def client(self, provider: str | None) -> AsyncClient:
         if provider not in self._clients:
             self._clients[provider] = AsyncClient(provider, config=self.settings, transport=self.transport)
@@ -98,7 +124,10 @@ class Gateway:
         return Resolved(client, route, frozenset(chain))
 
     def model_names(self) -> list[str]:
-        return [name for route in self.config.models for name in (route.name, *route.aliases)]
+        names = [name for route in self.config.models for name in (route.name, *route.aliases)]
+        if self.manager is not None:
+            names += [n for n in self.manager.names if n not in names]
+        return names
 
     # -- requests ---------------------------------------------------------------------------------------------
     def authorized(self, request: Request) -> bool:
@@ -176,6 +205,9 @@ class Gateway:
         return error_response(protocol, 500, "api_error", "internal error in the corral gateway")
 
     def finish(self, rec: RequestRecord) -> None:
+        for release in rec.on_finish:
+            release()
+        rec.on_finish.clear()
         self.observer.done(rec)
 
 

@@ -97,7 +97,9 @@ def main(argv: list[str] | None = None) -> int:
         params.n_ubatch = args.ubatch_size
     if args.alias:
         params.model_alias = {args.alias}
-    key = os.environ.pop("CORRAL_ENGINE_API_KEY", "")
+    # The key comes by environment so it never shows in a process listing; LLAMA_ARG_API_KEY is the
+    # variable the real llama-server reads, so the manager passes both engines the same way.
+    key = os.environ.pop("CORRAL_ENGINE_API_KEY", "") or os.environ.pop("LLAMA_ARG_API_KEY", "")
     if key:
         params.api_keys = [key]
     try:
@@ -106,6 +108,10 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps({"error": f"engine failed to start: {exc}"}), flush=True)
         return 1
     print(json.dumps({"url": server.listening_address, "pid": os.getpid()}), flush=True)
+    import signal
+
+    # SIGTERM from the manager: exit now (the C++ server threads would make a clean shutdown slow).
+    signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
     stop = threading.Event()
 
     def watch_stdin() -> None:

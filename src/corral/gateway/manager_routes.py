@@ -1,0 +1,96 @@
+"""llama-swap's management API, served by corral's own model manager:
+GET /running, POST /api/models/unload[/{model}], POST /models/{model}/load, and
+/upstream/{model}/{path} straight to a model's llama-server (slot save/restore, props, metrics…)."""
+
+from __future__ import annotations
+
+import json
+from typing import Literal
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+
+from ..errors import ConfigurationError
+from ..providers.base import HTTPRequest
+from .observe import RequestRecord
+from .state import Gateway, error_response
+
+__all__ = ["load", "running", "unload", "unload_one", "upstream"]
+
+
+def _gateway(request: Request) -> Gateway | Response:
+    gw: Gateway = request.app.state.gateway
+    if not gw.authorized(request):
+        return error_response("openai", 401, "authentication_error", "missing or invalid API key")
+    if gw.manager is None:
+        return error_response("openai", 404, "not_found_error", "no [manager] is configured on this gateway")
+    return gw
+
+
+async def running(request: Request) -> Response:
+    gw = _gateway(request)
+    if isinstance(gw, Response):
+        return gw
+    assert gw.manager is not None
+    return JSONResponse({"running": gw.manager.running()})
+
+
+async def unload(request: Request) -> Response:
+    gw = _gateway(request)
+    if isinstance(gw, Response):
+        return gw
+    assert gw.manager is not None
+    await gw.manager.unload()
+    return JSONResponse({"msg": "ok"})
+
+
+async def unload_one(request: Request) -> Response:
+    gw = _gateway(request)
+    if isinstance(gw, Response):
+        return gw
+    assert gw.manager is not None
+    model = request.path_params["model"]
+    try:
+        await gw.manager.unload(model)
+    except ConfigurationError as exc:
+        return error_response("openai", 404, "not_found_error", str(exc), "model")
+    return PlainTextResponse("OK")
+
+
+async def load(request: Request) -> Response:
+    gw = _gateway(request)
+    if isinstance(gw, Response):
+        return gw
+    assert gw.manager is not None
+    rec = RequestRecord("/models/load", model=request.path_params["model"])
+    try:
+        proc = await gw.manager.load(rec.model)
+    except Exception as exc:
+        return gw.failure("openai", exc, rec)
+    finally:
+        gw.finish(rec)
+    return JSONResponse({"model": proc.spec.name, "state": proc.state.value})
+
+
+async def upstream(request: Request) -> Response:
+    """A request passed to one managed model's llama-server as it is (its key added by corral)."""
+    gw = _gateway(request)
+    if isinstance(gw, Response):
+        return gw
+    rec = RequestRecord("/upstream", model=request.path_params["model"])
+    try:
+        if gw.manager is None or gw.manager.model_for(rec.model) is None:
+            return error_response("openai", 404, "not_found_error", f"model {rec.model!r} is not managed", "model")
+        target = await gw.target(rec.model, rec)
+        path = "/" + request.path_params["path"]
+        if request.url.query:
+            path += "?" + request.url.query
+        body = await request.body()
+        payload = json.loads(body) if body.strip() else None
+        method: Literal["GET", "POST"] = "GET" if request.method == "GET" else "POST"
+        _, raw = await target.client.passthrough(lambda p: HTTPRequest(method, f"{p.base_url}{path}", payload), [])
+        return Response(raw, media_type="application/json")
+    except Exception as exc:
+        return gw.failure("openai", exc, rec)
+    finally:
+        gw.finish(rec)

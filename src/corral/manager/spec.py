@@ -1,0 +1,157 @@
+"""``[manager]``: which GGUF models corral may run, how, and how many at once.
+
+[manager]
+max_loaded = 1                  # children alive at once
+models_dirs = ["~/models"]      # GGUF discovery (corral scan)
+load_timeout = 120              # seconds from spawn to healthy
+engine = "/opt/llama.cpp/llama-server"   # optional; else llama-server on PATH, else the embedded engine
+[manager.models.qwen]
+gguf = "~/models/qwen2.5-7b-instruct-q4_k_m.gguf"
+args = ["-c", "8192", "--jinja"]   # extra llama-server arguments (an argv list, never a shell string)
+ttl = 300                        # idle seconds before unload; 0 = never
+aliases = ["gpt-4o-mini"]
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..config import Settings
+from ..errors import ConfigurationError
+
+__all__ = ["ManagerSettings", "ModelSpec", "engine_argv"]
+
+# The child's address and key are the manager's to choose: user args may not move them.
+_RESERVED = ("--host", "--port", "--api-key", "--api-key-file", "--path", "--api-prefix")
+
+
+@dataclass(frozen=True, slots=True)
+class ModelSpec:
+    name: str
+    gguf: Path
+    args: tuple[str, ...] = ()
+    ttl: float = 0.0  # seconds idle before unload; 0 = never
+    aliases: tuple[str, ...] = ()
+    engine: tuple[str, ...] | None = None  # argv prefix; None = the manager's default
+
+
+@dataclass(frozen=True, slots=True)
+class ManagerSettings:
+    models: Mapping[str, ModelSpec] = field(default_factory=dict)
+    max_loaded: int = 1
+    models_dirs: tuple[Path, ...] = ()
+    load_timeout: float = 120.0
+    stop_grace: float = 5.0
+    drain_timeout: float = 60.0  # how long a swap waits for the victim's requests to finish
+    engine: tuple[str, ...] | None = None
+    state_dir: Path | None = None  # slot files, logs; default: the corral cache
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.models)
+
+    def names(self) -> dict[str, str]:
+        """Every routable name (model names and aliases) -> the model name."""
+        out: dict[str, str] = {}
+        for spec in self.models.values():
+            for n in (spec.name, *spec.aliases):
+                if n in out:
+                    raise ConfigurationError(f"manager: the name {n!r} is used by two models")
+                out[n] = spec.name
+        return out
+
+    @classmethod
+    def from_settings(cls, settings: Settings | None, *, discovered: Sequence[Any] = ()) -> ManagerSettings:
+        raw = settings.raw if settings else {}
+        table = raw.get("manager") or {}
+        if not isinstance(table, Mapping):
+            raise ConfigurationError("[manager] must be a table")
+        max_loaded = table.get("max_loaded", 1)
+        if not isinstance(max_loaded, int) or max_loaded < 1:
+            raise ConfigurationError("manager.max_loaded must be a positive integer")
+        engine = _engine(table.get("engine"), "manager.engine")
+        models: dict[str, ModelSpec] = {}
+        for info in discovered:  # corral.manager.scan.GGUFInfo, readable ones only
+            if getattr(info, "error", None) is None:
+                models[info.name] = ModelSpec(info.name, Path(info.path))
+        specs = table.get("models") or {}
+        if not isinstance(specs, Mapping):
+            raise ConfigurationError("[manager.models] must be a table of model tables")
+        for name, spec in specs.items():
+            models[str(name)] = _spec(str(name), spec)
+        dirs = table.get("models_dirs") or []
+        if isinstance(dirs, str):
+            dirs = [dirs]
+        timeouts = {k: _seconds(table.get(k, d), f"manager.{k}") for k, d in
+                    (("load_timeout", 120.0), ("stop_grace", 5.0), ("drain_timeout", 60.0))}  # fmt: skip
+        state_dir = table.get("state_dir")
+        return cls(
+            models=models,
+            max_loaded=max_loaded,
+            models_dirs=tuple(Path(d).expanduser() for d in dirs),
+            engine=engine,
+            state_dir=Path(state_dir).expanduser() if state_dir else None,
+            **timeouts,
+        )
+
+
+def _seconds(value: Any, where: str) -> float:
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
+        raise ConfigurationError(f"{where} must be a number of seconds")
+    return float(value)
+
+
+def _engine(value: Any, where: str) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return (str(Path(value).expanduser()),)
+    if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+        return tuple(value)
+    raise ConfigurationError(f"{where} must be a path or an argv list")
+
+
+def _spec(name: str, spec: Any) -> ModelSpec:
+    where = f"manager.models.{name}"
+    if not isinstance(spec, Mapping):
+        raise ConfigurationError(f"{where} must be a table")
+    gguf = spec.get("gguf")
+    if not isinstance(gguf, str) or not gguf:
+        raise ConfigurationError(f"{where}.gguf must be the path of a GGUF file")
+    args = spec.get("args") or []
+    if isinstance(args, str):
+        raise ConfigurationError(f"{where}.args must be a list of arguments, not a shell string")
+    if not isinstance(args, list) or not all(isinstance(a, (str, int, float)) for a in args):
+        raise ConfigurationError(f"{where}.args must be a list of arguments")
+    argv = tuple(str(a) for a in args)
+    for a in argv:
+        if a.split("=", 1)[0] in _RESERVED:
+            raise ConfigurationError(
+                f"{where}.args may not set {a.split('=', 1)[0]}: corral chooses the child's address and key"
+            )
+    aliases = spec.get("aliases") or []
+    if not isinstance(aliases, list) or not all(isinstance(a, str) for a in aliases):
+        raise ConfigurationError(f"{where}.aliases must be a list of names")
+    return ModelSpec(
+        name=name,
+        gguf=Path(gguf).expanduser(),
+        args=argv,
+        ttl=_seconds(spec.get("ttl", 0), f"{where}.ttl"),
+        aliases=tuple(aliases),
+        engine=_engine(spec.get("engine"), f"{where}.engine"),
+    )
+
+
+def engine_argv(configured: tuple[str, ...] | None) -> tuple[tuple[str, ...], bool]:
+    """(argv prefix, embedded?) : the configured engine, else llama-server on PATH, else xllamacpp."""
+    if configured:
+        return configured, False
+    found = shutil.which("llama-server")
+    if found:
+        return (found,), False
+    return (sys.executable, "-m", "corral.manager.engine_child"), True
