@@ -116,7 +116,8 @@ class ManagedProcess:
         import httpx
 
         async with httpx.AsyncClient(timeout=2.0) as http:
-            delay = 0.02
+            # Poll often: every millisecond between "healthy" and the next poll is added to a cold start.
+            delay = 0.01
             while True:
                 if not self.alive():
                     code = self.proc.returncode if self.proc else None
@@ -128,7 +129,7 @@ class ManagedProcess:
                 except httpx.HTTPError:
                     pass  # not listening yet
                 await asyncio.sleep(delay)
-                delay = min(delay * 1.5, 0.25)
+                delay = min(delay * 1.2, 0.05)
 
     async def stop(self) -> None:
         """SIGTERM to the child's group, SIGKILL after the grace period; always reaped."""
