@@ -24,8 +24,8 @@ pytestmark = pytest.mark.live
 SOAK_SECONDS = float(os.environ.get("CORRAL_SOAK_SECONDS", "60"))
 
 
-def engine_children(parent: int) -> list[tuple[int, str]]:
-    """(pid, model name) of the llama.cpp children of ``parent``, read from /proc."""
+def engine_children(parent: int, state_dir: Path) -> list[tuple[int, str]]:
+    """(pid, model name) of the manager's llama.cpp children (slot folders under ``state_dir``)."""
     out = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -40,8 +40,9 @@ def engine_children(parent: int) -> list[tuple[int, str]]:
         except OSError:
             continue
         if b"--slot-save-path" in argv:
-            slot_dir = argv[argv.index(b"--slot-save-path") + 1].decode()
-            out.append((int(entry), Path(slot_dir).name))  # the slot folder is named after the model
+            slot_dir = Path(argv[argv.index(b"--slot-save-path") + 1].decode())
+            if slot_dir.parent == state_dir / "slots":  # not the test session's own servers
+                out.append((int(entry), slot_dir.name))  # the slot folder is named after the model
     return out
 
 
@@ -72,7 +73,7 @@ def test_two_models_one_slot_twenty_clients(gguf_path: Path, tmp_path: Path) -> 
 
     def sampler() -> None:
         while not stop.is_set():
-            kids = engine_children(os.getpid())
+            kids = engine_children(os.getpid(), tmp_path)
             per_model = Counter(name for _, name in kids)
             if len(kids) > 1 or any(c > 1 for c in per_model.values()):
                 violations.append(f"children alive at once: {kids}")
@@ -92,7 +93,7 @@ def test_two_models_one_slot_twenty_clients(gguf_path: Path, tmp_path: Path) -> 
     assert failures == [], failures[:5]
     assert violations == [], violations[:5]
     assert served["left"] > 0 and served["right"] > 0, served
-    assert engine_children(os.getpid()) == []
+    assert engine_children(os.getpid(), tmp_path) == []
 
 
 def free_port() -> int:
