@@ -13,7 +13,7 @@ import os
 import re
 import struct
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -123,25 +123,49 @@ class _Skipped:
 
 
 def read_gguf(path: str | os.PathLike[str], *, name: str | None = None) -> GGUFInfo:
-    """Metadata and an integrity check (header parses, every tensor's data lies inside the file)."""
+    """Metadata and an integrity check (header parses, every tensor's data lies inside the file).
+
+    For a split model (``-00001-of-0000N``) every part must be present and whole: a missing or
+    truncated later part would only show when llama-server fails to load it.
+    """
     p = Path(path)
     stem, parts = _split_stem(p)
     label = name or stem
     try:
         size = p.stat().st_size
-        extra = sum(q.stat().st_size for q in _other_parts(p, parts))
     except OSError as e:
-        return GGUFInfo(label, p, 0, error=f"cannot read: {e.strerror or e}")
+        return GGUFInfo(label, p, 0, split_parts=parts, error=f"cannot read: {e.strerror or e}")
+    total = size
     try:
-        with p.open("rb") as f:
-            if size < 24:
-                raise GGUFError("file too small to be GGUF")
-            with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf:
-                return _parse(buf, size, p, label, size + extra, parts)
+        info = _read(p, size, label, parts)
+        for q in _other_parts(p, parts):
+            try:
+                part_size = q.stat().st_size
+            except OSError as e:
+                raise GGUFError(f"split part {q.name}: {e.strerror or e}") from None
+            total += part_size
+            try:
+                _read(q, part_size, label, parts)
+            except GGUFError as e:
+                raise GGUFError(f"split part {q.name}: {e}") from None
+        return replace(info, size=total)
     except GGUFError as e:
-        return GGUFInfo(label, p, size + extra, split_parts=parts, error=str(e))
+        return GGUFInfo(label, p, total, split_parts=parts, error=str(e))
     except (OSError, ValueError) as e:
-        return GGUFInfo(label, p, size + extra, split_parts=parts, error=f"cannot read: {e}")
+        return GGUFInfo(label, p, total, split_parts=parts, error=f"cannot read: {e}")
+
+
+def _read(p: Path, size: int, name: str, parts: int) -> GGUFInfo:
+    with p.open("rb") as f:
+        if f.read(4) != _MAGIC:  # before the size check: a short text file is "not GGUF", not "too small"
+            raise GGUFError("not a GGUF file (bad magic)")
+        if size < 24:  # magic, version, tensor count, metadata count
+            raise GGUFError(f"truncated: {size} bytes, shorter than a GGUF header")
+        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf:
+            try:
+                return _parse(buf, size, p, name, size, parts)
+            except RecursionError:  # arrays of arrays nested thousands deep: crafted, not a model
+                raise GGUFError("metadata arrays nested too deeply") from None
 
 
 def _parse(buf: Any, size: int, path: Path, name: str, total: int, parts: int) -> GGUFInfo:
@@ -153,6 +177,8 @@ def _parse(buf: Any, size: int, path: Path, name: str, total: int, parts: int) -
     c.pos = 4
     version = c.scalar("<I")
     if version not in (2, 3):
+        if version & 0xFFFF == 0 and (version >> 24) in (2, 3):
+            raise GGUFError("big-endian GGUF is not supported")
         raise GGUFError(f"unsupported GGUF version {version}")
     n_tensors, n_kv = c.scalar("<Q"), c.scalar("<Q")
     meta: dict[str, Any] = {}
@@ -218,15 +244,17 @@ def _other_parts(p: Path, parts: int) -> list[Path]:
     m = _SPLIT.match(p.stem)
     if not m or parts <= 1:
         return []
-    return [p.with_name(f"{m['stem']}-{i:05d}-of-{parts:05d}.gguf") for i in range(2, parts + 1)]
+    return [p.with_name(f"{m['stem']}-{i:05d}-of-{parts:05d}{p.suffix}") for i in range(2, parts + 1)]
 
 
 def scan_dirs(dirs: Iterable[str | os.PathLike[str]], *, recursive: bool = True) -> list[GGUFInfo]:
     """Every GGUF model under ``dirs``, sorted by name; unreadable files are returned with ``error`` set.
 
-    Split models count once (their first part); later parts and multimodal projectors
-    (``mmproj*``) are not models and are left out. A file reached through a symlink that points
-    outside its folder is reported, not read: a scan never leaves the configured folders.
+    Split models count once (their first part); later parts are not models and are left out, and
+    so are files that are not models at all: multimodal projectors (``mmproj*``, architecture
+    ``clip``) and LoRA adapters (``general.type = adapter``). A file reached through a symlink
+    that points outside its folder is reported, not read: a scan never leaves the configured
+    folders. Hidden files and folders are skipped; a folder that cannot be listed is reported.
     """
     found: dict[Path, GGUFInfo] = {}
     for d in dirs:
@@ -235,27 +263,70 @@ def scan_dirs(dirs: Iterable[str | os.PathLike[str]], *, recursive: bool = True)
             real_root = root.resolve(strict=True)
         except OSError:
             continue
-        for p in _gguf_files(root, recursive):
+        first_parts: set[tuple[Path, str]] = set()
+        later_parts: dict[tuple[Path, str], Path] = {}
+        for p, problem in _gguf_files(root, recursive):
+            if problem is not None:
+                found.setdefault(p, GGUFInfo(_split_stem(p)[0], p, 0, error=problem))
+                continue
             m = _SPLIT.match(p.stem)
-            if (m and int(m["part"]) != 1) or p.name.lower().startswith("mmproj"):
+            if m:
+                key = (p.parent, f"{m['stem']}-of-{m['total']}")
+                if int(m["part"]) != 1:
+                    later_parts.setdefault(key, p)
+                    continue
+                first_parts.add(key)
+            if p.name.lower().startswith("mmproj"):
                 continue
             real = p.resolve()
             if real in found:
                 continue
             if not real.is_relative_to(real_root):
+                # Keyed by the link, not its target: the target may be a model of another folder scanned.
                 stem, parts = _split_stem(p)
-                found[real] = GGUFInfo(stem, p, 0, split_parts=parts, error=f"links outside {root}")
+                found[p] = GGUFInfo(stem, p, 0, split_parts=parts, error=f"not read: links to {real}, outside {root}")
                 continue
-            found[real] = read_gguf(p)
-    return _unique_names(sorted(found.values(), key=lambda i: (i.name, str(i.path))))
+            info = read_gguf(p)
+            if info.error is None and not _is_model(info):
+                continue
+            found[real] = info
+        for key, p in later_parts.items():
+            if key not in first_parts:  # later parts alone: the model cannot load, say why
+                stem, parts = _split_stem(p)
+                first = p.with_name(f"{stem}-00001-of-{parts:05d}{p.suffix}")
+                found[p] = GGUFInfo(stem, first, 0, split_parts=parts, error=f"split part {first.name} is missing")
+    # Readable files first within one name: a broken file must not push a model off its plain name.
+    return _unique_names(sorted(found.values(), key=lambda i: (i.name, i.error is not None, str(i.path))))
 
 
-def _gguf_files(root: Path, recursive: bool) -> list[Path]:
-    pattern = "**/*" if recursive else "*"
-    out = []
-    for p in root.glob(pattern):
-        if p.suffix.lower() == ".gguf" and p.is_file() and not any(part.startswith(".") for part in p.parts[-2:]):
-            out.append(p)
+def _is_model(info: GGUFInfo) -> bool:
+    """Projectors and adapters are GGUF files too, but llama-server cannot serve them as a model."""
+    return info.architecture != "clip" and info.metadata.get("general.type") not in ("adapter", "mmproj")
+
+
+def _gguf_files(root: Path, recursive: bool) -> list[tuple[Path, str | None]]:
+    """(path, problem) for every ``*.gguf`` under root; problem is None for a regular file.
+
+    os.walk rather than Path.glob: glob silently drops a folder it may not list (reported here),
+    and walks into hidden folders (pruned here). "Hidden" looks at names below the root only, so
+    a hidden root such as ``~/.models`` is scanned, and ``root/.trash/old/x.gguf`` is not.
+    """
+    out: list[tuple[Path, str | None]] = []
+
+    def unreadable(e: OSError) -> None:
+        if e.filename and Path(e.filename) != root:
+            out.append((Path(e.filename), f"cannot list folder: {e.strerror or e}"))
+
+    for top, subdirs, files in os.walk(root, onerror=unreadable):  # never follows symlinked folders
+        subdirs[:] = sorted(s for s in subdirs if not s.startswith(".")) if recursive else []
+        for f in sorted(files):
+            if f.startswith(".") or not f.lower().endswith(".gguf"):
+                continue
+            p = Path(top) / f
+            if p.is_file():
+                out.append((p, None))
+            elif p.is_symlink():
+                out.append((p, "broken symlink"))
     return out
 
 
@@ -277,6 +348,4 @@ def _unique_names(infos: Sequence[GGUFInfo]) -> list[GGUFInfo]:
 
 
 def _renamed(info: GGUFInfo, name: str) -> GGUFInfo:
-    from dataclasses import replace
-
     return replace(info, name=name)
