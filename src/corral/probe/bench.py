@@ -47,8 +47,8 @@ class BenchRun:
     prompt_tps: float | None
     generation_tps: float | None
     source: str  # "timings" | "wall_clock": where prompt_tps / generation_tps come from
-    #: generation tokens/s on the wall clock, counted as llama.cpp counts them (every generated token,
-    #: over the time from the first token to the end), whatever ``source`` is
+    #: generation tokens/s on the wall clock, counted as llama.cpp counts them (the tokens after the
+    #: first, over the time from the first token to the end), whatever ``source`` is
     wall_generation_tps: float | None = None
     #: llama.cpp's raw timings for this run (prompt_n, prompt_ms, predicted_per_second, …), if sent
     timings: dict[str, Any] | None = None
@@ -136,7 +136,8 @@ def _one_run(
     ttft_s, total_s = first - started, ended - started
     n_prompt, n_gen = response.usage.prompt_tokens, response.usage.completion_tokens
     gen_s = ended - first
-    wall_gen = n_gen / gen_s if n_gen > 1 and gen_s > 0 else None
+    # The first token's time is in the TTFT; llama.cpp's predicted_per_second also leaves it out.
+    wall_gen = (n_gen - 1) / gen_s if n_gen > 1 and gen_s > 0 else None
     wall_prompt = n_prompt / ttft_s if n_prompt and ttft_s > 0 else None
     t = response.timings
     if t is not None and t.predicted_per_second > 0:

@@ -121,7 +121,7 @@ def quote(text: str | None) -> str:
 
 # -- the probes: each sends one request and judges the answer ---------------------------------------------
 def probe_chat(client: Client, model: str | None) -> ProbeResult:
-    r = client.chat("In one short sentence: what colour is the sky?", model=model, max_tokens=24, temperature=0)
+    r = client.chat("In one short sentence: what colour is the sky?", model=model, max_tokens=16, temperature=0)
     detail = {"finish_reason": r.finish_reason, "completion_tokens": r.usage.completion_tokens, "model": r.model}
     if r.content.strip():
         return ProbeResult("chat", True, f"answered {quote(r.content)}", detail)
@@ -131,7 +131,7 @@ def probe_chat(client: Client, model: str | None) -> ProbeResult:
 def probe_stream(client: Client, model: str | None) -> ProbeResult:
     deltas: list[str] = []
     finish = ""
-    with client.stream("Name three colours.", model=model, max_tokens=24, temperature=0) as stream:
+    with client.stream("Name three colours.", model=model, max_tokens=16, temperature=0) as stream:
         for event in stream:
             if isinstance(event, ContentDelta) and event.text:
                 deltas.append(event.text)
@@ -182,7 +182,7 @@ def probe_tool_call(client: Client, model: str | None) -> ProbeResult:
 
 
 def probe_reasoning(client: Client, model: str | None) -> ProbeResult:
-    r = client.chat("Think step by step: what is 17 + 25?", model=model, max_tokens=64, temperature=0)
+    r = client.chat("Think step by step: what is 17 + 25?", model=model, max_tokens=48, temperature=0)
     detail = {"reasoning": r.reasoning, "content": r.content}
     if r.reasoning and r.reasoning.strip():
         return ProbeResult("reasoning", True, f"reasoning {quote(r.reasoning)} apart from content", detail)
