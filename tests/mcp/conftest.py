@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -79,16 +80,18 @@ def free_port() -> int:
 class HttpServer:
     """`corral mcp --http` in a child process; `stop()` reaps it by PID."""
 
-    def __init__(self, config: Path, *args: str) -> None:
+    def __init__(self, config: Path, *args: str, env: dict[str, str] | None = None) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/mcp"
         corral = Path(sys.executable).parent / "corral"
+        # a file, not a pipe: a chatty server never blocks on a full pipe nobody reads
+        self._log = tempfile.TemporaryFile()  # noqa: SIM115  # lives as long as the server; stop() keeps it readable
         self.proc = subprocess.Popen(
             [str(corral), "mcp", "--config", str(config), "--http", "--port", str(self.port), *args],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            env=server_env(),
+            stderr=self._log,
+            env={**server_env(), **(env or {})},
         )
         try:
             self._wait_ready()
@@ -109,9 +112,8 @@ class HttpServer:
         raise RuntimeError("corral mcp --http did not start listening")
 
     def stderr(self) -> str:
-        if self.proc.poll() is None or self.proc.stderr is None:
-            return ""
-        return self.proc.stderr.read().decode(errors="replace")[-2000:]
+        self._log.seek(0)
+        return self._log.read().decode(errors="replace")[-4000:]
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -121,8 +123,6 @@ class HttpServer:
             except subprocess.TimeoutExpired:
                 os.kill(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(timeout=5)
-        if self.proc.stderr:
-            self.proc.stderr.close()
 
 
 @pytest.fixture(scope="module")

@@ -11,16 +11,16 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import json
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from mcp.server.mcpserver import MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..config import Secret
 
-__all__ = ["BearerKey", "http_app", "is_loopback", "security_settings"]
+__all__ = ["BearerKey", "OnShutdown", "http_app", "is_loopback", "security_settings"]
 
 _LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
 
@@ -77,6 +77,29 @@ class BearerKey:
         headers: list[tuple[bytes, bytes]] = scope.get("headers", [])
         given = next((v for k, v in headers if k == b"authorization"), b"")
         return hmac.compare_digest(given, self._expected)  # constant time: no guessing byte by byte
+
+
+class OnShutdown:
+    """ASGI middleware: run ``hook`` when the server shuts down, before it reports it has.
+
+    uvicorn re-raises SIGTERM/SIGINT once its graceful shutdown is over, so code after ``serve()``
+    never runs on a signal; the lifespan's shutdown is the last moment that is sure to."""
+
+    def __init__(self, app: ASGIApp, hook: Callable[[], Awaitable[None]]) -> None:
+        self.app = app
+        self.hook = hook
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "lifespan":
+            await self.app(scope, receive, send)
+            return
+
+        async def sending(message: Message) -> None:
+            if message["type"] in ("lifespan.shutdown.complete", "lifespan.shutdown.failed"):
+                await self.hook()
+            await send(message)
+
+        await self.app(scope, receive, sending)
 
 
 def http_app(

@@ -7,6 +7,7 @@ kinds share a zero-setup engine (``acquire_engine`` counts references), and clos
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 from collections.abc import Iterable
@@ -19,6 +20,8 @@ from ..config import Secret, Settings, find_provider
 from ..registry import ZERO_SETUP, resolve_with_settings
 
 __all__ = ["ArgumentError", "ClientPool", "Redactor"]
+
+logger = logging.getLogger(__name__)
 
 ZERO_SETUP_NAME = ZERO_SETUP.name  # "default": the zero-setup provider when nothing is configured
 
@@ -103,3 +106,5 @@ class ClientPool:
                 await c.aclose()
             for s in sync:
                 await anyio.to_thread.run_sync(s.close)
+        if clients or sync:
+            logger.info("corral mcp: closed %d provider client(s)", len(clients) + len(sync))

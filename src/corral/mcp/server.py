@@ -74,12 +74,13 @@ async def run_http(
     """Serve streamable HTTP at ``http://host:port/mcp`` until interrupted."""
     import uvicorn
 
-    from .http import http_app
+    from .http import OnShutdown, http_app
 
     server, pool = build_server(settings, extra_secrets=[api_key], log_level=log_level)
     app = http_app(server, host=host, api_key=api_key, allowed_hosts=allowed_hosts, allowed_origins=allowed_origins)
+    app = OnShutdown(app, pool.aclose)
     config = uvicorn.Config(app, host=host, port=port, log_level=log_level.lower(), access_log=False)
     try:
         await uvicorn.Server(config).serve()
     finally:
-        await pool.aclose()
+        await pool.aclose()  # a no-op after OnShutdown; here for a failed start
