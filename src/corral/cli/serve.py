@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -29,6 +30,10 @@ def serve(
         bool, typer.Option("--allow-unauthenticated", help="Bind a non-loopback address without API keys.")
     ] = False,
     log_level: Annotated[str, typer.Option("--log-level", help="debug, info, warning, error.")] = "info",
+    llama_swap_config: Annotated[
+        Path | None,
+        typer.Option("--llama-swap-config", help="A llama-swap config.yaml whose models the manager runs."),
+    ] = None,
 ) -> None:
     """Serve the OpenAI and Anthropic APIs over the configured providers."""
     try:
@@ -49,7 +54,14 @@ def serve(
         )
     level = getattr(logging, log_level.upper(), logging.INFO)
     logging.basicConfig(level=level, format="%(asctime)s %(name)s %(message)s")
-    app = create_app(settings, gateway)
+    manager = None
+    if llama_swap_config is not None:
+        from ..manager.llamaswap_import import load_manager_settings
+
+        manager, warnings = run(lambda: load_manager_settings(settings, llama_swap_config))
+        for warning in warnings:  # what corral does not honour, said once at startup
+            err.print(f"warning: {warning}", style="yellow", markup=False)
+    app = create_app(settings, gateway, manager)
     err.print(f"corral gateway on http://{bind_host}:{bind_port} (OpenAI: /v1, Anthropic: /v1/messages)", style="dim")
     uvicorn.run(
         app,
