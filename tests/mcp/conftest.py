@@ -56,7 +56,7 @@ def server_env() -> dict[str, str]:
     env = dict(os.environ)
     env.pop("CORRAL_CONFIG", None)
     env.pop("CORRAL_DEFAULT_PROVIDER", None)
-    env.pop("CORRAL_MCP_API_KEY", None)
+    env.pop("CORRAL_MCP_KEY", None)
     return env
 
 

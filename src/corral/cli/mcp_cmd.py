@@ -43,7 +43,7 @@ def mcp(
         str | None,
         typer.Option(
             "--api-key",
-            envvar="CORRAL_MCP_API_KEY",
+            envvar="CORRAL_MCP_KEY",
             show_envvar=True,
             help="With --http: require 'Authorization: Bearer KEY' (else mcp.api_key in the config).",
         ),
@@ -76,7 +76,7 @@ def mcp(
     if not is_loopback(bind_host) and key is None:
         fail(
             f"refusing to serve MCP on {bind_host} without a key: pass --api-key "
-            "(or set CORRAL_MCP_API_KEY, or [mcp] api_key)"
+            "(or set CORRAL_MCP_KEY, or [mcp] api_key)"
         )
     err.print(
         f"corral mcp on http://{bind_host}:{bind_port}/mcp" + (" (bearer key required)" if key else ""),

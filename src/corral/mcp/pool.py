@@ -34,14 +34,18 @@ class ArgumentError(ValueError):
 
 
 class Redactor:
-    """Masks every configured secret in text bound for the client. corral's messages never carry
-    keys, but an upstream error body could echo one back: this is the last line of defence."""
+    """Masks every configured secret, and the user:password part of any URL, in text bound for the
+    client. corral's messages carry no keys, but an upstream error body can echo one back and a
+    configured base_url can hold credentials: this is the last line of defence."""
+
+    _USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/@\s]+@")
 
     def __init__(self, secrets: Iterable[Secret | None]) -> None:
         values = sorted({s.get() for s in secrets if s and len(s.get()) >= 4}, key=len, reverse=True)
         self._pattern = re.compile("|".join(re.escape(v) for v in values)) if values else None
 
     def __call__(self, text: str) -> str:
+        text = self._USERINFO.sub(r"\1****@", text)
         return self._pattern.sub("****", text) if self._pattern else text
 
 

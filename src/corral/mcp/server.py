@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from mcp.server.mcpserver import MCPServer
 from mcp_types import ToolAnnotations
@@ -38,6 +39,8 @@ def build_server(
     """The server and the client pool its tools use; the caller closes the pool (``aclose``)."""
     pool = ClientPool(settings)
     secrets = [p.api_key for p in settings.providers.values()]
+    # a password written into a base_url is a secret too
+    secrets += [Secret(pw) for p in settings.providers.values() if p.base_url and (pw := urlsplit(p.base_url).password)]
     redact = Redactor([*secrets, *extra_secrets])
     tools = CorralTools(pool, redact)
     server: MCPServer[Any] = MCPServer("corral", version=__version__, instructions=INSTRUCTIONS, log_level=log_level)
