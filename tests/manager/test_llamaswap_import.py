@@ -22,6 +22,7 @@ from corral.manager.spec import ManagerSettings, ModelSpec
 
 REALISTIC = """
 # yaml-language-server: $schema=https://example.invalid/config-schema.json
+# keys can come from the environment: ${env.LS_TEST_UNSET_VAR} (a comment: not needed)
 healthCheckTimeout: 300
 globalTTL: 600
 unloadTimeout: 8
@@ -42,7 +43,7 @@ models:
     macros:
       "ctx": 32768
     cmd: |
-      # the coder model: bigger context
+      # the coder model: bigger context; ${env.LS_TEST_UNSET_VAR} in a comment is not used
       ${llama}
       --model ${models_dir}/qwen2.5-coder-7b-q4_k_m.gguf
       ${common}

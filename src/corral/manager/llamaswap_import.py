@@ -92,14 +92,18 @@ def read_llamaswap(path: str | os.PathLike[str]) -> LlamaSwapImport:
         text = p.read_text(encoding="utf-8")
     except OSError as e:
         raise ConfigurationError(f"cannot read llama-swap config {p}: {e.strerror or e}") from None
-    text = _expand_env(text, p)  # as llama-swap does: on the text, before YAML
     try:
         data = yaml.load(text, Loader=_yaml12_loader(yaml))  # a SafeLoader subclass: safe
     except yaml.YAMLError as e:
         raise ConfigurationError(f"{p} is not valid YAML: {e}") from None
     if not isinstance(data, dict) or not isinstance(data.get("models"), dict) or not data["models"]:
         raise ConfigurationError(f"{p}: not a llama-swap config (no `models` mapping)")
-    return _Reader(p, data).read()
+    for model in data["models"].values():
+        if isinstance(model, dict) and isinstance(model.get("cmd"), str):
+            model["cmd"] = _strip_comments(model["cmd"])  # a ${...} in a comment line is not used
+    # llama-swap substitutes ${env.X} in the text, but only where it is not a comment; substituting in
+    # the parsed values does the same without having to escape the value for YAML.
+    return _Reader(p, _expand_env(data, p)).read()
 
 
 class _Reader:
@@ -346,13 +350,21 @@ def _yaml12_loader(yaml: Any) -> Any:
     return Loader
 
 
-def _expand_env(text: str, path: Path) -> str:
-    def value(m: re.Match[str]) -> str:
+def _expand_env(value: Any, path: Path) -> Any:
+    def env(m: re.Match[str]) -> str:
         if m[1] not in os.environ:
             raise ConfigurationError(f"{path}: ${{env.{m[1]}}} is used but the environment variable {m[1]} is not set")
         return os.environ[m[1]]
 
-    return _ENV.sub(value, text)
+    if isinstance(value, dict):
+        return {k: _expand_env(v, path) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_expand_env(v, path) for v in value]
+    return _ENV.sub(env, value) if isinstance(value, str) else value
+
+
+def _strip_comments(cmd: str) -> str:
+    return "\n".join(ln for ln in cmd.splitlines() if not ln.strip().startswith("#"))
 
 
 def _macros(value: Any, where: str) -> dict[str, Any]:
@@ -415,7 +427,7 @@ def _text(v: Any) -> str:
 
 def _split(cmd: str, where: str) -> list[str]:
     # llama-swap drops comment lines and joins lines ending in a backslash, then splits like sh.
-    lines = [ln.rstrip().removesuffix("\\") for ln in cmd.splitlines() if not ln.strip().startswith("#")]
+    lines = [ln.rstrip().removesuffix("\\") for ln in _strip_comments(cmd).splitlines()]
     text = " ".join(lines)
     try:
         argv = shlex.split(text)
