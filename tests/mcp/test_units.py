@@ -206,13 +206,23 @@ async def test_no_key_in_any_answer(echo_server: str) -> None:
 # -- the command ------------------------------------------------------------------------------------------------
 
 
-def test_missing_extra_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(
+    ("installed", "message"),
+    [
+        (None, "corral mcp needs the mcp extra: pip install 'corral[mcp]'"),
+        ("1.26.0", "corral mcp needs mcp 2 (installed: 1.26.0)"),
+    ],
+)
+def test_missing_extra_is_one_line(monkeypatch: pytest.MonkeyPatch, installed: str | None, message: str) -> None:
+    from corral.cli import mcp_cmd
+
     for name in [m for m in sys.modules if m == "mcp" or m.startswith(("mcp.", "corral.mcp"))]:
         monkeypatch.delitem(sys.modules, name)
     monkeypatch.setitem(sys.modules, "mcp", None)  # import mcp -> ImportError
+    monkeypatch.setattr(mcp_cmd, "_installed_mcp", lambda: installed)
     r = CliRunner().invoke(app, ["mcp"])
     assert r.exit_code == 1
-    assert "corral mcp needs the mcp extra: pip install 'corral[mcp]'" in r.output
+    assert r.output.count("\n") == 1 and message in r.output
 
 
 @pytest.mark.parametrize(

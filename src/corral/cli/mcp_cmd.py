@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 from typing import Annotated, Any, cast
 
@@ -13,6 +14,15 @@ from .common import ConfigOpt, err, fail, run
 
 DEFAULT_PORT = 4100
 _LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def _installed_mcp() -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("mcp")
+    except PackageNotFoundError:
+        return None
 
 
 def _section(settings: Settings) -> Mapping[str, Any]:
@@ -58,6 +68,10 @@ def mcp(
         from ..mcp import run_http, run_stdio
         from ..mcp.http import is_loopback
     except ImportError as exc:
+        installed = _installed_mcp()
+        if installed and installed.split(".")[0] == "1":
+            # corral uses the 2.x API (MCPServer, mcp_types), which 1.x lacks
+            fail(f"corral mcp needs mcp 2 (installed: {installed}): pip install 'corral[mcp]' 'mcp>=2'")
         fail(f"corral mcp needs the mcp extra: pip install 'corral[mcp]' ({exc.name} is missing)")
     level = log_level.upper()
     if level not in _LEVELS:
@@ -67,6 +81,8 @@ def mcp(
     if not http:
         if host is not None or port is not None:
             fail("--host and --port need --http")
+        if sys.stdin.isatty():  # someone typed it: stdout is for JSON-RPC, so say so on stderr
+            err.print("corral mcp speaks MCP on stdin/stdout: register it in an MCP client (Ctrl-C ends)", style="dim")
         run(lambda: anyio.run(lambda: run_stdio(settings, log_level=cast(Any, level))))
         return
     bind_host = host or str(section.get("host", "127.0.0.1"))
