@@ -73,7 +73,9 @@ class ChatResult(BaseModel):
 
 
 class StreamResult(ChatResult):
-    progress_notifications: int = Field(description="How many progress notifications carried the text.")
+    progress_notifications: int = Field(
+        description="Progress updates sent with the text (none reach a client that gave no progressToken)."
+    )
 
 
 # -- models --------------------------------------------------------------------------------------------------
