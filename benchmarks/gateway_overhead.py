@@ -151,8 +151,6 @@ class Gateway:
                 os.killpg(proc.pid, sig)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=wait)
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signal.SIGKILL)  # helpers that outlived their parent
         self._log.close()
 
 
@@ -509,10 +507,9 @@ def scenarios(args: argparse.Namespace) -> list[Scenario]:
             "max_tokens": args.llama_max_tokens,
             "temperature": 0,
         }
-        out.append(
-            Scenario("llama", f"llama.cpp server, non-streamed, max_tokens={args.llama_max_tokens}, c=1", "llama",
-                     llama, check_completion, 1, rounds=2 if q else 10, per_round=2, warmup=1 if q else 2)
-        )  # fmt: skip
+        title = f"llama.cpp server, non-streamed, max_tokens={args.llama_max_tokens}, c=1"
+        rounds = 2 if q else args.llama_rounds
+        out.append(Scenario("llama", title, "llama", llama, check_completion, 1, rounds, 2, 1 if q else 2))
     return out
 
 
@@ -766,6 +763,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             results = runner.run(run_scenarios(plan, endpoints, deadline))
         time.sleep(1.0)  # idle again: what the gateway holds between bursts
         rss_after = {t: g.rss_mb() for t, g in gws.items()}
+        nprocs = {t: len(_descendants(g.pid)) for t, g in gws.items()}
         for t, g in gws.items():
             if g.proc.poll() is not None:
                 raise ChildError(f"{t} died during the run{g.log_tail()}")
@@ -776,6 +774,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 "ready_runs_s": readies[t],
                 "rss_idle_start_mb": rss_start[t],
                 "rss_idle_after_load_mb": rss_after[t],
+                "processes": nprocs[t],
             }
             for t in gws
         }
@@ -863,6 +862,7 @@ def render(report: dict[str, Any]) -> str:
             lines.append(
                 f"  {t:<9} ready {p['ready_s']:6.2f} s (runs: {runs})   RSS idle at start"
                 f" {_f(p['rss_idle_start_mb'], '6.1f')} MB, after load {_f(p['rss_idle_after_load_mb'], '6.1f')} MB"
+                f" ({p['processes']} process{'es' if p['processes'] > 1 else ''})"
             )
     lines.append("")
     lines.append("Targets (corral)")
@@ -878,6 +878,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--no-litellm", action="store_true", help="direct and corral only")
     p.add_argument("--backends", default="canned,llama", help="comma-separated: canned, llama (default: %(default)s)")
     p.add_argument("--llama-max-tokens", type=int, default=4, help="max_tokens on llama.cpp (%(default)s)")
+    p.add_argument("--llama-rounds", type=int, default=10, help="rounds of 2 calls per target on llama.cpp (10)")
     p.add_argument("--gguf", default=None, help="GGUF for llama.cpp (default: corral's bundled gemma-3-270m)")
     p.add_argument("--ready-runs", type=int, default=None, help="extra corral cold starts (default 5; 2 quick)")
     p.add_argument(
