@@ -42,10 +42,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, cast
+from typing import IO, Any, TypeVar, cast
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -60,6 +60,7 @@ from sdk_overhead import (  # noqa: E402
     child,
 )
 
+T = TypeVar("T")
 CANNED = HERE / "canned_backend.py"
 DEFAULT_LITELLM_VENV = HERE / ".venv-litellm"
 TARGETS = ("direct", "corral", "litellm")
@@ -661,6 +662,36 @@ def measure_ready(argv_for: Callable[[int], list[str]], env: dict[str, str], run
     return times
 
 
+def _on_sigterm(*_: object) -> None:
+    # SystemExit, so that every finally/ExitStack runs and each child is reaped.
+    sys.exit(143)
+
+
+async def stoppable(work: Coroutine[Any, Any, T]) -> T:
+    """Run ``work`` so that SIGTERM stops it. Outside the event loop the SIGTERM handler raises
+    SystemExit, but inside it that exception would be raised in whatever callback runs next, and
+    uvloop swallows it in a protocol callback (the run would go on). Here SIGTERM cancels the task
+    instead, and SystemExit is raised once it has unwound. (SIGINT: asyncio.Runner does the same.)"""
+    loop = asyncio.get_running_loop()
+    task = asyncio.ensure_future(work)
+    stopped: list[int] = []
+
+    def stop() -> None:
+        stopped.append(signal.SIGTERM)
+        task.cancel()
+
+    loop.add_signal_handler(signal.SIGTERM, stop)
+    try:
+        return await task
+    except asyncio.CancelledError:
+        if stopped:
+            raise SystemExit(143) from None
+        raise
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)  # resets SIGTERM to SIG_DFL: put ours back
+        signal.signal(signal.SIGTERM, _on_sigterm)
+
+
 def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     try:
         import uvloop
@@ -760,7 +791,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         deadline = started + args.time_limit
         plan = scenarios(args)
         with asyncio.Runner(loop_factory=_loop_factory()) as runner:
-            results = runner.run(run_scenarios(plan, endpoints, deadline))
+            results = runner.run(stoppable(run_scenarios(plan, endpoints, deadline)))
         time.sleep(1.0)  # idle again: what the gateway holds between bursts
         rss_after = {t: g.rss_mb() for t, g in gws.items()}
         nprocs = {t: len(_descendants(g.pid)) for t, g in gws.items()}
@@ -908,8 +939,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    # SIGTERM becomes SystemExit so that every finally/ExitStack runs and each child is reaped.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    signal.signal(signal.SIGTERM, _on_sigterm)
     if args.setup_litellm:
         setup_litellm(Path(args.litellm_venv), args.litellm_spec)
     report = run(args)
