@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from . import chat, config_cmd, health, models, serve
+from . import bench, chat, config_cmd, health, mcp_cmd, models, scan, serve, validate
 
 app = typer.Typer(
     name="corral",
@@ -18,6 +18,10 @@ app.command("models")(models.models)
 app.command("health")(health.health)
 app.command("config")(config_cmd.config)
 app.command("serve")(serve.serve)
+app.command("mcp")(mcp_cmd.mcp)
+app.command("scan")(scan.scan)
+app.command("bench")(bench.bench)
+app.command("validate")(validate.validate)
 
 
 def main() -> None:
