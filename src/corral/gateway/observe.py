@@ -5,15 +5,21 @@ from __future__ import annotations
 
 import json
 import logging
+import re
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
 __all__ = ["Observer", "RequestRecord"]
 
 log = logging.getLogger("corral.gateway")
+
+# `"usage": {...}` up to one level of nested objects (OpenAI's *_tokens_details), braces balanced.
+_USAGE_VALUE = re.compile(rb"\s*:\s*(\{[^{}]*(?:\{[^{}]*\}[^{}]*)*\})")
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 
@@ -39,6 +45,18 @@ class RequestRecord:
         llama.cpp's timings, which every llama-server answer ends with)."""
         if b'"usage"' not in payload and b'"timings"' not in payload:
             return
+        if payload[:1] == b"{" and b"\n" not in payload:
+            # A whole one-line answer (non-streamed): parse only its usage object, not the content.
+            at = payload.rfind(b'"usage"')
+            found = _USAGE_VALUE.match(payload, at + 7) if at >= 0 else None
+            if found is not None:
+                try:
+                    usage = json.loads(found.group(1))
+                except ValueError:
+                    usage = None
+                if isinstance(usage, dict):
+                    self._take(usage)
+                    return
         for line in payload.split(b"\n"):
             line = line.strip()
             if line.startswith(b"data:"):
@@ -56,14 +74,31 @@ class RequestRecord:
                     "prompt_tokens": int(timings.get("prompt_n", 0)) + int(timings.get("cache_n", 0)),
                     "completion_tokens": int(timings.get("predicted_n", 0)),
                 }
-            if not isinstance(usage, dict):
-                continue
-            prompt = usage.get("prompt_tokens", usage.get("input_tokens"))
-            completion = usage.get("completion_tokens", usage.get("output_tokens"))
-            if isinstance(prompt, int):
-                self.prompt_tokens = prompt
-            if isinstance(completion, int):
-                self.completion_tokens = completion
+            if isinstance(usage, dict):
+                self._take(usage)
+
+    def _take(self, usage: dict[str, Any]) -> None:
+        prompt = usage.get("prompt_tokens", usage.get("input_tokens"))
+        completion = usage.get("completion_tokens", usage.get("output_tokens"))
+        if isinstance(prompt, int):
+            self.prompt_tokens = prompt
+        if isinstance(completion, int):
+            self.completion_tokens = completion
+
+
+class _Children:
+    """One label set's child metrics, each made on first use (a child shows in the exposition from
+    the moment it exists, so none is made before it has something to count)."""
+
+    __slots__ = ("completion_tokens", "errors", "latency", "prompt_tokens", "requests", "ttft")
+
+    def __init__(self) -> None:
+        self.requests: Any = None
+        self.errors: Any = None
+        self.prompt_tokens: Any = None
+        self.completion_tokens: Any = None
+        self.latency: Any = None
+        self.ttft: Any = None
 
 
 class Observer:
@@ -83,29 +118,48 @@ class Observer:
             "corral_time_to_first_byte_seconds", "Time to the first streamed byte", ("model", "provider"),
             buckets=_LATENCY_BUCKETS, registry=self.registry,
         )  # fmt: skip
+        self._cache: dict[tuple[str, str, str, int], _Children] = {}
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
 
     def done(self, rec: RequestRecord) -> None:
         elapsed = time.perf_counter() - rec.started
-        status = str(rec.status)
-        self.requests.labels(rec.route, rec.model, rec.provider, status).inc()
+        # Labelled children are looked up once per (route, model, provider, status): labels() is a
+        # locked lookup with argument checks, several µs each.
+        key = (rec.route, rec.model, rec.provider, rec.status)
+        c = self._cache.get(key)
+        if c is None:
+            c = self._cache[key] = _Children()
+            c.requests = self.requests.labels(rec.route, rec.model, rec.provider, str(rec.status))
+            c.latency = self.latency.labels(rec.route, rec.model, rec.provider)
+        c.requests.inc()
         if rec.status >= 400:
-            self.errors.labels(rec.route, rec.model, rec.provider, status).inc()
+            if c.errors is None:
+                c.errors = self.errors.labels(rec.route, rec.model, rec.provider, str(rec.status))
+            c.errors.inc()
         if rec.prompt_tokens:
-            self.tokens.labels(rec.model, rec.provider, "prompt").inc(rec.prompt_tokens)
+            if c.prompt_tokens is None:
+                c.prompt_tokens = self.tokens.labels(rec.model, rec.provider, "prompt")
+            c.prompt_tokens.inc(rec.prompt_tokens)
         if rec.completion_tokens:
-            self.tokens.labels(rec.model, rec.provider, "completion").inc(rec.completion_tokens)
-        self.latency.labels(rec.route, rec.model, rec.provider).observe(elapsed)
+            if c.completion_tokens is None:
+                c.completion_tokens = self.tokens.labels(rec.model, rec.provider, "completion")
+            c.completion_tokens.inc(rec.completion_tokens)
+        c.latency.observe(elapsed)
         ttft_ms = ""
         if rec.first_byte is not None:
             ttft = rec.first_byte - rec.started
-            self.ttft.labels(rec.model, rec.provider).observe(ttft)
+            if c.ttft is None:
+                c.ttft = self.ttft.labels(rec.model, rec.provider)
+            c.ttft.observe(ttft)
             ttft_ms = f" ttft_ms={ttft * 1000:.1f}"
         if log.isEnabledFor(logging.INFO):
-            log.info(
-                "%s model=%s provider=%s status=%d tokens=%d/%d latency_ms=%.1f%s",
-                rec.route, rec.model or "-", rec.provider or "-", rec.status,
-                rec.prompt_tokens, rec.completion_tokens, elapsed * 1000, ttft_ms,
-            )  # fmt: skip
+            # The record made and handled directly: Logger.info would also walk the stack to find
+            # the caller (findCaller), which is always this line.
+            message = (
+                f"{rec.route} model={rec.model or '-'} provider={rec.provider or '-'} status={rec.status} "
+                f"tokens={rec.prompt_tokens}/{rec.completion_tokens} latency_ms={elapsed * 1000:.1f}{ttft_ms}"
+            )
+            line = sys._getframe().f_lineno
+            log.handle(log.makeRecord(log.name, logging.INFO, __file__, line, message, (), None, "done"))
