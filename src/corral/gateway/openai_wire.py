@@ -70,6 +70,14 @@ def _need(ok: bool, message: str, param: str | None) -> None:
         raise WireError(400, message, param=param)
 
 
+def _bad(message: str, param: str | None) -> WireError:
+    return WireError(400, message, param=param)
+
+
+# The checks on every request's path raise with ``_bad`` only once a value fails: an f-string
+# message built eagerly for ``_need`` costs more than the check itself.
+
+
 def _is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
@@ -81,22 +89,23 @@ def _object(body: Any) -> Mapping[str, Any]:
 
 def _number(b: Mapping[str, Any], key: str, lo: float, hi: float) -> float | None:
     v = b.get(key)
-    ok = v is None or (isinstance(v, (int, float)) and not isinstance(v, bool) and lo <= v <= hi)
-    _need(ok, f"{key} must be a number between {lo:g} and {hi:g}, got {v!r}", key)
-    return v
+    if v is None or (isinstance(v, (int, float)) and not isinstance(v, bool) and lo <= v <= hi):
+        return v
+    raise _bad(f"{key} must be a number between {lo:g} and {hi:g}, got {v!r}", key)
 
 
 def _positive_int(b: Mapping[str, Any], key: str) -> int | None:
     v = b.get(key)
-    _need(v is None or (_is_int(v) and v >= 1), f"{key} must be a positive integer, got {v!r}", key)
-    return v
+    if v is None or (_is_int(v) and v >= 1):
+        return v
+    raise _bad(f"{key} must be a positive integer, got {v!r}", key)
 
 
 def _typed(b: Mapping[str, Any], key: str, kind: type, what: str) -> Any:
     v = b.get(key)
-    ok = v is None or (isinstance(v, kind) and (kind is bool or not isinstance(v, bool)))
-    _need(ok, f"{key} must be {what}, got {v!r}", key)
-    return v
+    if v is None or (isinstance(v, kind) and (kind is bool or not isinstance(v, bool))):
+        return v
+    raise _bad(f"{key} must be {what}, got {v!r}", key)
 
 
 def _stop(b: Mapping[str, Any]) -> list[str]:
@@ -112,7 +121,8 @@ def _common(b: Mapping[str, Any]) -> None:
     """Fields every generating route checks the same way."""
     _typed(b, "model", str, "a string")
     n = b.get("n")
-    _need(n is None or (_is_int(n) and n == 1), f"n must be 1: this gateway returns a single choice, got {n!r}", "n")
+    if not (n is None or (_is_int(n) and n == 1)):
+        raise _bad(f"n must be 1: this gateway returns a single choice, got {n!r}", "n")
     _typed(b, "stream", bool, "a boolean")
 
 
@@ -141,28 +151,35 @@ def _check_parts(content: list[Any], role: str, where: str) -> None:
         _need(isinstance(url, str) and bool(url), f"{at}.image_url.url must be a string", f"{at}.image_url.url")
 
 
-def _check_message(m: Any, where: str) -> None:
-    _need(isinstance(m, Mapping), f"{where} must be an object", where)
+def _check_message(m: Any, i: int) -> None:
+    if not isinstance(m, Mapping):
+        raise _bad(f"messages[{i}] must be an object", f"messages[{i}]")
     role = m.get("role")
-    _need(role in _ROLES, f"{where}.role must be one of {', '.join(_ROLES)}; got {role!r}", f"{where}.role")
+    if role not in _ROLES:
+        raise _bad(f"messages[{i}].role must be one of {', '.join(_ROLES)}; got {role!r}", f"messages[{i}].role")
     content = m.get("content")
-    at = f"{where}.content"
-    _need(content is not None or role == "assistant", f"{at} is required for a {role} message", at)
-    _need(content is None or isinstance(content, (str, list)), f"{at} must be a string or an array of parts", at)
-    if isinstance(content, list):
-        _check_parts(content, role, where)
+    if not isinstance(content, str):  # a string passes every content check
+        at = f"messages[{i}].content"
+        _need(content is not None or role == "assistant", f"{at} is required for a {role} message", at)
+        _need(content is None or isinstance(content, (str, list)), f"{at} must be a string or an array of parts", at)
+        if isinstance(content, list):
+            _check_parts(content, role, f"messages[{i}]")
     calls = m.get("tool_calls")
-    at = f"{where}.tool_calls"
-    _need(calls is None or role == "assistant", f"{at} is only allowed in assistant messages", at)
-    _need(calls is None or isinstance(calls, list), f"{at} must be an array", at)
-    for j, tc in enumerate(calls or ()):
-        fn = tc.get("function") if isinstance(tc, Mapping) else None
-        ok = isinstance(fn, Mapping) and isinstance(fn.get("name"), str) and bool(fn["name"])
-        _need(ok, f"{at}[{j}].function.name must be a non-empty string", f"{at}[{j}].function.name")
-    call_id = m.get("tool_call_id")
-    ok = role != "tool" or (isinstance(call_id, str) and bool(call_id))
-    _need(ok, f"{where}.tool_call_id is required for a tool message", f"{where}.tool_call_id")
-    _need(m.get("name") is None or isinstance(m["name"], str), f"{where}.name must be a string", f"{where}.name")
+    if calls is not None:
+        at = f"messages[{i}].tool_calls"
+        _need(role == "assistant", f"{at} is only allowed in assistant messages", at)
+        _need(isinstance(calls, list), f"{at} must be an array", at)
+        for j, tc in enumerate(calls):
+            fn = tc.get("function") if isinstance(tc, Mapping) else None
+            ok = isinstance(fn, Mapping) and isinstance(fn.get("name"), str) and bool(fn["name"])
+            _need(ok, f"{at}[{j}].function.name must be a non-empty string", f"{at}[{j}].function.name")
+    if role == "tool":
+        call_id = m.get("tool_call_id")
+        if not (isinstance(call_id, str) and bool(call_id)):
+            raise _bad(f"messages[{i}].tool_call_id is required for a tool message", f"messages[{i}].tool_call_id")
+    name = m.get("name")
+    if name is not None and not isinstance(name, str):
+        raise _bad(f"messages[{i}].name must be a string", f"messages[{i}].name")
 
 
 def _messages(value: Any) -> list[Mapping[str, Any]]:
@@ -170,7 +187,7 @@ def _messages(value: Any) -> list[Mapping[str, Any]]:
     _need(isinstance(value, list), "messages must be an array of message objects", "messages")
     _need(bool(value), "messages must contain at least one message", "messages")
     for i, m in enumerate(value):
-        _check_message(m, f"messages[{i}]")
+        _check_message(m, i)
     return value  # type: ignore[no-any-return]
 
 
