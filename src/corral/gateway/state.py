@@ -4,7 +4,6 @@ routing, API keys, request bodies, metrics, and errors in the caller's protocol.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hmac
 import json
 import logging
@@ -174,22 +173,39 @@ class Gateway:
 
     async def until_disconnect(self, request: Request, work: Awaitable[T]) -> T | None:
         """Run ``work`` unless the client goes away first; then cancel it, which closes the upstream
-        connection so the backend stops (llama-server frees the slot). None when cancelled."""
-        task = asyncio.ensure_future(work)
+        connection so the backend stops (llama-server frees the slot). None when cancelled.
+
+        ``work`` runs in the handler's own task; one watcher task waits for ``http.disconnect`` and
+        cancels the handler task if it comes while ``work`` is running (cheaper than running ``work``
+        in a task of its own and waiting for the first of two)."""
+        handler = asyncio.current_task()
+        assert handler is not None
+        state = [True, False]  # [watching, client gone]
+
+        def on_disconnect(watcher: asyncio.Future[None]) -> None:
+            if watcher.cancelled():
+                return
+            watcher.exception()  # retrieved: a receive() that failed counts as the client gone too
+            if state[0]:
+                state[1] = True
+                handler.cancel()
+
         watcher = asyncio.ensure_future(_disconnected(request))
+        watcher.add_done_callback(on_disconnect)
         try:
-            done, _ = await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+            return await work
         except asyncio.CancelledError:
-            task.cancel()
-            raise
+            if not state[1] or handler.uncancel() > 0:
+                raise  # cancelled from elsewhere (server shutdown), not by the client leaving
+            return None
+        except CorralError:
+            if not state[1]:
+                raise
+            handler.uncancel()
+            return None
         finally:
+            state[0] = False
             watcher.cancel()
-        if task in done:
-            return task.result()
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, CorralError):
-            await task
-        return None
 
     def failure(self, protocol: Protocol, exc: BaseException, rec: RequestRecord) -> Response:
         if isinstance(exc, WireError):
