@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 import corral
+from corral.config import Settings
 from corral.errors import ConfigurationError
 from corral.manager.spec import ManagerSettings
 
@@ -174,3 +175,30 @@ def test_args_must_be_a_list() -> None:
         ManagerSettings.from_settings(
             corral.load_settings(data={"manager": {"models": {"m": {"gguf": "x", "args": "-c 8"}}}})
         )
+
+
+def test_groups_decide_what_runs_together(gguf: str, tmp_path: Path) -> None:
+    models = {name: {"gguf": gguf, "engine": fake("ok")} for name in ("chat", "embed", "big")}
+    models["chat"]["aliases"] = ["gpt-4o-mini"]
+    table = {"groups": [["gpt-4o-mini", "embed"]], "stop_grace": 2, "state_dir": str(tmp_path), "models": models}
+    gw = RunningGateway({"manager": table})
+    try:
+
+        def running() -> list[str]:
+            return sorted(m["model"] for m in httpx.get(f"{gw.url}/running").json()["running"])
+
+        assert chat(gw.url, "chat").status_code == 200
+        assert chat(gw.url, "embed").status_code == 200
+        assert running() == ["chat", "embed"]  # one group: both stay loaded
+        assert chat(gw.url, "big").status_code == 200
+        assert running() == ["big"]  # in no group: runs alone, the group is swapped out
+        assert chat(gw.url, "embed").status_code == 200
+        assert running() == ["embed"]
+    finally:
+        gw.stop()
+
+
+def test_groups_must_name_configured_models(gguf: str) -> None:
+    table = {"groups": [["a", "ghost"]], "models": {"a": {"gguf": gguf}}}
+    with pytest.raises(ConfigurationError, match="'ghost'"):
+        ManagerSettings.from_settings(Settings(raw={"manager": table}))

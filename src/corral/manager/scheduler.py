@@ -122,8 +122,9 @@ class Scheduler:
                 if proc is not None and proc.state in (State.STOPPING, State.READY):
                     await self._cond.wait()  # being swapped out: wait, then start it again
                     continue
-                if self._active() >= self.settings.max_loaded:
-                    victim = self._victim()
+                blockers = self._blockers(spec.name)
+                if blockers or self._active() >= self.settings.max_loaded:
+                    victim = self._victim(blockers or None)
                     if victim is None:
                         await self._cond.wait()  # every slot is starting or has waiters: wait for a change
                         continue
@@ -135,9 +136,19 @@ class Scheduler:
                 proc.state = State.STARTING
                 self._spawn(self._start(proc))
 
-    def _victim(self) -> ManagedProcess | None:
-        """The least recently used ready child that nobody is waiting to be admitted to."""
-        ready = [p for p in self._procs.values() if p.state is State.READY and not p.draining and p.waiters == 0]
+    def _blockers(self, model: str) -> list[ManagedProcess]:
+        """Live children that may not run next to ``model`` (no group holds both)."""
+        return [
+            p
+            for p in self._procs.values()
+            if p.state in (State.STARTING, State.READY, State.STOPPING)
+            and not self.settings.compatible(p.spec.name, model)
+        ]
+
+    def _victim(self, among: list[ManagedProcess] | None = None) -> ManagedProcess | None:
+        """The least recently used ready child (of ``among``) that nobody is waiting to be admitted to."""
+        pool = self._procs.values() if among is None else among
+        ready = [p for p in pool if p.state is State.READY and not p.draining and p.waiters == 0]
         return min(ready, key=lambda p: p.last_used, default=None)
 
     def _new_process(self, spec: ModelSpec) -> ManagedProcess:

@@ -2,6 +2,7 @@
 
 [manager]
 max_loaded = 1                  # children alive at once
+groups = [["qwen", "embed"]]    # optional: models that may run together (others run alone)
 models_dirs = ["~/models"]      # GGUF discovery (corral scan)
 load_timeout = 120              # seconds from spawn to healthy
 engine = "/opt/llama.cpp/llama-server"   # optional; else llama-server on PATH, else the embedded engine
@@ -50,6 +51,15 @@ class ManagerSettings:
     drain_timeout: float = 60.0  # how long a swap waits for the victim's requests to finish
     engine: tuple[str, ...] | None = None
     state_dir: Path | None = None  # slot files, logs; default: the corral cache
+    # Sets of models that may run together. With groups, a model outside every group of a running
+    # child swaps it out (llama-swap's exclusive groups); without, only max_loaded limits.
+    groups: tuple[frozenset[str], ...] = ()
+
+    def compatible(self, a: str, b: str) -> bool:
+        """May models ``a`` and ``b`` be loaded at the same time?"""
+        if a == b or not self.groups:
+            return True
+        return any(a in g and b in g for g in self.groups)
 
     @property
     def enabled(self) -> bool:
@@ -72,7 +82,7 @@ class ManagerSettings:
         if not isinstance(table, Mapping):
             raise ConfigurationError("[manager] must be a table")
         max_loaded = table.get("max_loaded", 1)
-        if not isinstance(max_loaded, int) or max_loaded < 1:
+        if not isinstance(max_loaded, int) or isinstance(max_loaded, bool) or max_loaded < 1:
             raise ConfigurationError("manager.max_loaded must be a positive integer")
         engine = _engine(table.get("engine"), "manager.engine")
         models: dict[str, ModelSpec] = {}
@@ -90,14 +100,35 @@ class ManagerSettings:
         timeouts = {k: _seconds(table.get(k, d), f"manager.{k}") for k, d in
                     (("load_timeout", 120.0), ("stop_grace", 5.0), ("drain_timeout", 60.0))}  # fmt: skip
         state_dir = table.get("state_dir")
+        groups = _groups(table.get("groups"), models)
+        if groups and "max_loaded" not in table:
+            max_loaded = max(len(g) for g in groups)  # groups alone decide what runs together
         return cls(
             models=models,
             max_loaded=max_loaded,
+            groups=groups,
             models_dirs=tuple(Path(d).expanduser() for d in dirs),
             engine=engine,
             state_dir=Path(state_dir).expanduser() if state_dir else None,
             **timeouts,
         )
+
+
+def _groups(value: Any, models: Mapping[str, ModelSpec]) -> tuple[frozenset[str], ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(
+        isinstance(g, list) and g and all(isinstance(m, str) for m in g) for g in value
+    ):
+        raise ConfigurationError('manager.groups must be a list of lists of model names, e.g. [["a", "b"]]')
+    by_alias = {a: spec.name for spec in models.values() for a in (spec.name, *spec.aliases)}
+    out = []
+    for group in value:
+        unknown = [m for m in group if m not in by_alias]
+        if unknown:
+            raise ConfigurationError(f"manager.groups names unknown models: {', '.join(map(repr, unknown))}")
+        out.append(frozenset(by_alias[m] for m in group))
+    return tuple(out)
 
 
 def _seconds(value: Any, where: str) -> float:
