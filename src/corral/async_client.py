@@ -8,8 +8,10 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from functools import partial
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from .async_transport import RawJSON, TransportFailure
 from .capabilities import Capability
 from .client_base import ClientBase, completion_params, embed_inputs, image_params
 from .config import Settings
@@ -45,11 +47,30 @@ if TYPE_CHECKING:
     from .async_transport import AsyncTransport, OpenStream
     from .providers.base import Provider
     from .providers.llamacpp import LlamaCppProvider
+    from .retry import RetryPolicy
     from .stream import AsyncChatStream
 
 T = TypeVar("T")
 
 _NO_STATE: Any = None  # pass-through streams are not decoded
+_wire_module: ModuleType | None = None
+
+
+def _wire() -> ModuleType:
+    """corral.transport (headers, timeouts, errors), imported on the first request: it imports httpx.
+    Kept here once loaded; a ``from .transport import ...`` on every request costs µs."""
+    global _wire_module
+    if _wire_module is None:
+        from . import transport
+
+        _wire_module = transport
+    return _wire_module
+
+
+def _content(req: HTTPRequest, wire: ModuleType) -> bytes | None:
+    body = req.json
+    return body if isinstance(body, RawJSON) else wire.encode_body(req)
+
 
 __all__ = ["AsyncClient"]
 
@@ -87,6 +108,7 @@ class AsyncClient(ClientBase):
         self._transport: AsyncTransport = transport or HttpxTransport(http_client)
         self._own_transport = transport is None
         self._lock: asyncio.Lock | None = None
+        self._policies: dict[int, tuple[Provider, RetryPolicy]] = {}
 
     # -- lifecycle ------------------------------------------------------------------------------------------
     async def __aenter__(self) -> AsyncClient:
@@ -139,28 +161,31 @@ class AsyncClient(ClientBase):
     # -- sending --------------------------------------------------------------------------------------------
     async def _run(self, call: Call[T], timeout: Any, provider: Provider) -> T:
         """One HTTP exchange, errors translated."""
-        from .async_transport import TransportFailure
-        from .transport import check_status, encode_body, failure_error, request_headers, timeouts_for
-
+        wire = _wire()
         req = call.request
         try:
             response = await self._transport.request(
                 req.method,
                 req.url,
-                content=encode_body(req),
-                headers=request_headers(provider, req),
-                timeouts=timeouts_for(provider, timeout),
+                content=_content(req, wire),
+                headers=wire.request_headers(provider, req),
+                timeouts=wire.timeouts_for(provider, timeout),
             )
         except TransportFailure as exc:
-            raise failure_error(exc, provider) from exc
-        if not call.parse_errors:
-            check_status(provider, req, response.status, response.body, response.headers)
+            raise wire.failure_error(exc, provider) from exc
+        if not call.parse_errors and response.status >= 400:
+            wire.check_status(provider, req, response.status, response.body, response.headers)
         return call.parse(response.status, response.body)
 
     async def _retrying(self, attempt: Callable[[], Awaitable[T]], provider: Provider) -> T:
         import asyncio
 
-        policy = self._retry_policy(provider)
+        cached = self._policies.get(id(provider))
+        if cached is not None and cached[0] is provider:
+            policy = cached[1]
+        else:  # the same for every call to this provider: worked out once (it validates max_retries)
+            policy = self._retry_policy(provider)
+            self._policies[id(provider)] = (provider, policy)
         loop = asyncio.get_running_loop()
         started = loop.time()
         tries = 0
@@ -211,22 +236,21 @@ class AsyncClient(ClientBase):
     ) -> tuple[Provider, StreamCall, OpenStream]:
         """Open a stream, retrying and falling back only until the response starts: once a byte
         has reached the caller, a failure is the caller's to see."""
-        from .async_transport import TransportFailure
-        from .transport import check_status, encode_body, failure_error, request_headers, timeouts_for
+        wire = _wire()
 
         async def open_once(provider: Provider, call: StreamCall) -> OpenStream:
             http = call.request
-            headers = {**request_headers(provider, http), "Accept": "text/event-stream"}
+            headers = {**wire.request_headers(provider, http), "Accept": "text/event-stream"}
             try:
                 stream = await self._transport.open_stream(
                     http.method,
                     http.url,
-                    content=encode_body(http),
+                    content=_content(http, wire),
                     headers=headers,
-                    timeouts=timeouts_for(provider, timeout),
+                    timeouts=wire.timeouts_for(provider, timeout),
                 )
             except TransportFailure as exc:
-                raise failure_error(exc, provider) from exc
+                raise wire.failure_error(exc, provider) from exc
             if stream.status >= 400:
                 try:
                     body = await stream.aread()
@@ -234,7 +258,7 @@ class AsyncClient(ClientBase):
                     body = b""
                 finally:
                     await stream.aclose()
-                check_status(provider, http, stream.status, body, stream.headers)
+                wire.check_status(provider, http, stream.status, body, stream.headers)
             return stream
 
         candidates = self._candidates()

@@ -14,7 +14,22 @@ from typing import TYPE_CHECKING, Literal, Protocol
 if TYPE_CHECKING:
     import httpx
 
-__all__ = ["AsyncTransport", "HttpxTransport", "OpenStream", "RawResponse", "Timeouts", "TransportFailure"]
+__all__ = [
+    "AsyncTransport",
+    "HttpxTransport",
+    "OpenStream",
+    "RawJSON",
+    "RawResponse",
+    "Timeouts",
+    "TransportFailure",
+]
+
+
+class RawJSON(bytes):
+    """A request body that is JSON already, as ``HTTPRequest.json``: AsyncClient sends these bytes
+    as they are instead of encoding the value (the gateway's pass-through of a body it left unchanged)."""
+
+    __slots__ = ()
 
 
 @dataclass(frozen=True, slots=True)
