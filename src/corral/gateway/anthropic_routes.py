@@ -22,7 +22,7 @@ from ..providers.base import HTTPRequest, Provider, needed_capabilities
 from ..stream import AsyncChatStream
 from .anthropic_wire import AnthropicEventWriter, anthropic_response, chat_request_from_anthropic, count_tokens_request
 from .observe import RequestRecord
-from .state import MESSAGES_NATIVE, STREAM_ONLY_CANCEL, Gateway, header_items
+from .state import MESSAGES_NATIVE, STREAM_ONLY_CANCEL, Gateway, forwarded, header_items
 from .wire_errors import WireError, from_corral_error
 
 __all__ = ["count_tokens", "messages"]
@@ -43,7 +43,7 @@ async def messages(request: Request) -> Response:
     try:
         if not gw.authorized(request):
             raise WireError(401, _UNAUTHORIZED)
-        body = await gw.read_json(request)
+        body, raw = await gw.read_body(request)
         req = chat_request_from_anthropic(body)  # validates, naming the bad field
         stream = bool(body.get("stream"))
         rec.model = str(body.get("model") or "")
@@ -51,12 +51,10 @@ async def messages(request: Request) -> Response:
         upstream_model = target.upstream_model(body.get("model"))
         needs = [Capability.STREAM if stream else Capability.CHAT, *needed_capabilities(req)]
         if target.types <= MESSAGES_NATIVE and (stream or not target.types <= STREAM_ONLY_CANCEL):
-            forwarded = dict(body)
-            if upstream_model is not None:
-                forwarded["model"] = upstream_model
+            payload = forwarded(body, raw, upstream_model)
 
             def build(p: Provider) -> HTTPRequest:
-                return HTTPRequest("POST", _native_url(p, "/v1/messages"), forwarded, model_route=True)
+                return HTTPRequest("POST", _native_url(p, "/v1/messages"), payload, model_route=True)
 
             try:
                 if stream:

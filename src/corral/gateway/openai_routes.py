@@ -32,7 +32,7 @@ from .openai_wire import (
     openai_response,
     openai_stream_flags,
 )
-from .state import OPENAI_SHAPED, STREAM_ONLY_CANCEL, Gateway, error_response, header_items, now
+from .state import OPENAI_SHAPED, STREAM_ONLY_CANCEL, Gateway, error_response, forwarded, header_items, now
 from .wire_errors import WireError, from_corral_error
 
 __all__ = ["chat_completions", "completions", "embeddings", "models"]
@@ -52,7 +52,7 @@ async def chat_completions(request: Request) -> Response:
     try:
         if not gw.authorized(request):
             raise WireError(401, "missing or invalid API key (Authorization: Bearer … or x-api-key)")
-        body = await gw.read_json(request)
+        body, raw = await gw.read_body(request)
         req = chat_request_from_openai(body)  # validates every field, naming the bad one
         stream, include_usage = openai_stream_flags(body)
         rec.model = str(body.get("model") or "")
@@ -60,12 +60,10 @@ async def chat_completions(request: Request) -> Response:
         upstream_model = target.upstream_model(body.get("model"))
         needs = [Capability.STREAM if stream else Capability.CHAT, *needed_capabilities(req)]
         if target.types <= OPENAI_SHAPED and (stream or not target.types <= STREAM_ONLY_CANCEL):
-            forwarded = dict(body)
-            if upstream_model is not None:
-                forwarded["model"] = upstream_model
+            payload = forwarded(body, raw, upstream_model)
 
             def build(p: Provider) -> HTTPRequest:
-                return HTTPRequest("POST", p.url("/chat/completions"), forwarded, model_route=True)  # type: ignore[attr-defined]
+                return HTTPRequest("POST", p.url("/chat/completions"), payload, model_route=True)  # type: ignore[attr-defined]
 
             if stream:
                 provider, upstream = await target.client.passthrough_stream(build, needs)

@@ -16,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ..async_client import AsyncClient
+from ..async_transport import RawJSON
 from ..config import ProviderConfig, Secret, Settings
 from ..errors import CorralError
 from ..manager.scheduler import Scheduler
@@ -140,6 +141,10 @@ class Gateway:
         return any(hmac.compare_digest(raw, k) for k in self._keys)
 
     async def read_json(self, request: Request) -> dict[str, Any]:
+        return (await self.read_body(request))[0]
+
+    async def read_body(self, request: Request) -> tuple[dict[str, Any], bytes]:
+        """The request's JSON object, and the bytes it came as."""
         limit = self.config.max_body_bytes
         declared = request.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
@@ -160,7 +165,7 @@ class Gateway:
             raise WireError(400, f"request body is not valid JSON: {exc}") from None
         if not isinstance(body, dict):
             raise WireError(400, "request body must be a JSON object")
-        return body
+        return body, raw
 
     async def assembled(self, request: Request, stream: AsyncChatStream) -> ChatResponse | None:
         """A whole response read from a stream, abandoned (and the upstream closed) if the client leaves."""
@@ -232,6 +237,16 @@ async def _disconnected(request: Request) -> None:
         message = await request.receive()
         if message["type"] == "http.disconnect":
             return
+
+
+def forwarded(body: dict[str, Any], raw: bytes, upstream_model: str | None) -> dict[str, Any] | RawJSON:
+    """What a pass-through sends upstream: the body with the model renamed, or, when nothing changes,
+    the client's own bytes (no re-encoding) if they are UTF-8 JSON starting with the object."""
+    if upstream_model is None or body.get("model") == upstream_model:
+        if raw[:1] == b"{" and raw[1:2] != b"\x00":  # not UTF-16/32, which json.loads also reads
+            return RawJSON(raw)
+        return body
+    return {**body, "model": upstream_model}
 
 
 def now() -> int:
