@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
@@ -19,6 +21,8 @@ from .settings import GatewaySettings
 from .state import Gateway, Protocol, error_response
 
 __all__ = ["create_app"]
+
+log = logging.getLogger("corral.gateway")
 
 
 async def health(request: Request) -> Response:
@@ -55,7 +59,11 @@ def _discover(settings: Settings) -> Sequence[Any]:
         return []
     from ..manager.scan import scan_dirs
 
-    return scan_dirs([dirs] if isinstance(dirs, str) else list(dirs))
+    listed = [dirs] if isinstance(dirs, str) else list(dirs)
+    for d in listed:
+        if not Path(d).expanduser().is_dir():
+            log.warning("[manager] models_dirs entry %s is not a directory (missing?): no models found there", d)
+    return scan_dirs(listed)
 
 
 def create_app(

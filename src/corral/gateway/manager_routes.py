@@ -14,6 +14,7 @@ from ..errors import ConfigurationError
 from ..providers.base import HTTPRequest
 from .observe import RequestRecord
 from .state import Gateway, error_response
+from .wire_errors import WireError
 
 __all__ = ["load", "running", "unload", "unload_one", "upstream"]
 
@@ -25,6 +26,11 @@ def _gateway(request: Request) -> Gateway | Response:
     if gw.manager is None:
         return error_response("openai", 404, "not_found_error", "no [manager] is configured on this gateway")
     return gw
+
+
+def _unmanaged(model: str) -> WireError:
+    # The same 404 on every route that names a model (the OpenAI shape, code model_not_found).
+    return WireError(404, f"model {model!r} is not managed", param="model", kind="not_found_error")
 
 
 async def running(request: Request) -> Response:
@@ -64,6 +70,8 @@ async def load(request: Request) -> Response:
     assert gw.manager is not None
     rec = RequestRecord("/models/load", model=request.path_params["model"])
     try:
+        if gw.manager.model_for(rec.model) is None:
+            raise _unmanaged(rec.model)
         proc = await gw.manager.load(rec.model)
     except Exception as exc:
         return gw.failure("openai", exc, rec)
@@ -80,7 +88,7 @@ async def upstream(request: Request) -> Response:
     rec = RequestRecord("/upstream", model=request.path_params["model"])
     try:
         if gw.manager is None or gw.manager.model_for(rec.model) is None:
-            return error_response("openai", 404, "not_found_error", f"model {rec.model!r} is not managed", "model")
+            raise _unmanaged(rec.model)
         target = await gw.target(rec.model, rec)
         path = "/" + request.path_params["path"]
         if request.url.query:

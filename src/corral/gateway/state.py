@@ -115,13 +115,30 @@ class Gateway:
             raise WireError(400, "model must be a string", param="model")
         route = self.config.route(model)
         if route is None:
-            known = ", ".join(sorted(self.config.routes)) or "none"
-            raise WireError(404, f"model {model!r} is not served here (models: {known})", param="model")
+            raise WireError(404, f"model {model!r} is not served here (models: {self._known()})", param="model")
         client = self.client(route.provider)
         chain = [client.config.type]
         for name in client.routing.fallbacks.get(client.config.name, ()):
             chain.append(self.settings.provider(name).type)
         return Resolved(client, route, frozenset(chain))
+
+    def _known(self, limit: int = 20, width: int = 400) -> str:
+        """The names a caller may use, for an error message: configured routes, then managed models,
+        at most ``limit`` names and about ``width`` characters."""
+        names = sorted(self.config.routes)
+        if self.manager is not None:
+            names += sorted(n for n in self.manager.names if n not in self.config.routes)
+        shown: list[str] = []
+        size = 0
+        for name in names[:limit]:
+            size += len(name) + 2
+            if shown and size > width:
+                break
+            shown.append(name)
+        if not shown:
+            return "none"
+        more = len(names) - len(shown)
+        return ", ".join(shown) + (f" and {more} more" if more else "")
 
     def model_names(self) -> list[str]:
         names = [name for route in self.config.models for name in (route.name, *route.aliases)]
