@@ -21,8 +21,17 @@ def _failure(exc: BaseException) -> TransportFailure:
     return TransportFailure("protocol", str(exc) or type(exc).__name__)
 
 
+_TIMEOUTS: dict[Timeouts, aiohttp.ClientTimeout] = {}
+
+
 def _timeout(t: Timeouts) -> aiohttp.ClientTimeout:
-    return aiohttp.ClientTimeout(total=None, sock_connect=t.connect, sock_read=t.read)
+    # A handful of distinct values per process (one per provider timeout): made once each.
+    found = _TIMEOUTS.get(t)
+    if found is None:
+        if len(_TIMEOUTS) >= 64:
+            _TIMEOUTS.clear()
+        found = _TIMEOUTS[t] = aiohttp.ClientTimeout(total=None, sock_connect=t.connect, sock_read=t.read)
+    return found
 
 
 class _Stream:
@@ -73,7 +82,7 @@ class AiohttpTransport:
     ) -> RawResponse:
         try:
             async with self._http().request(
-                method, url, data=content, headers=dict(headers), timeout=_timeout(timeouts), allow_redirects=False
+                method, url, data=content, headers=headers, timeout=_timeout(timeouts), allow_redirects=False
             ) as response:
                 body = await response.read()
                 return RawResponse(response.status, response.headers, body)
@@ -85,7 +94,7 @@ class AiohttpTransport:
     ) -> OpenStream:
         try:
             response = await self._http().request(
-                method, url, data=content, headers=dict(headers), timeout=_timeout(timeouts), allow_redirects=False
+                method, url, data=content, headers=headers, timeout=_timeout(timeouts), allow_redirects=False
             )
         except (TimeoutError, aiohttp.ClientError) as exc:
             raise _failure(exc) from exc
