@@ -909,7 +909,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--no-litellm", action="store_true", help="direct and corral only")
     p.add_argument("--backends", default="canned,llama", help="comma-separated: canned, llama (default: %(default)s)")
     p.add_argument("--llama-max-tokens", type=int, default=4, help="max_tokens on llama.cpp (%(default)s)")
-    p.add_argument("--llama-rounds", type=int, default=10, help="rounds of 2 calls per target on llama.cpp (10)")
+    p.add_argument("--llama-rounds", type=int, default=30, help="rounds of 2 calls per target on llama.cpp (30)")
     p.add_argument("--gguf", default=None, help="GGUF for llama.cpp (default: corral's bundled gemma-3-270m)")
     p.add_argument("--ready-runs", type=int, default=None, help="extra corral cold starts (default 5; 2 quick)")
     p.add_argument(

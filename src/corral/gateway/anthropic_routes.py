@@ -68,7 +68,7 @@ async def messages(request: Request) -> Response:
                     return Response(status_code=499)
                 provider, raw = got
                 rec.provider = provider.name
-                rec.usage_from(raw)
+                rec.answer = raw
                 return Response(raw, media_type="application/json")
             except ProviderError as exc:
                 # An older llama-server without /v1/messages: translate instead.

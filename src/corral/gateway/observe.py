@@ -34,6 +34,8 @@ class RequestRecord:
     completion_tokens: int = 0
     started: float = field(default_factory=time.perf_counter)
     first_byte: float | None = None
+    finished: float | None = None  # set when the answer is complete; metrics are taken later
+    answer: bytes | None = None  # a whole pass-through answer: its usage is read with the metrics
     on_finish: list[Callable[[], None]] = field(default_factory=list)  # e.g. a managed model's lease
 
     def mark_first_byte(self) -> None:
@@ -124,7 +126,10 @@ class Observer:
         return generate_latest(self.registry)
 
     def done(self, rec: RequestRecord) -> None:
-        elapsed = time.perf_counter() - rec.started
+        elapsed = (rec.finished if rec.finished is not None else time.perf_counter()) - rec.started
+        if rec.answer is not None:
+            rec.usage_from(rec.answer)
+            rec.answer = None
         # Labelled children are looked up once per (route, model, provider, status): labels() is a
         # locked lookup with argument checks, several µs each.
         key = (rec.route, rec.model, rec.provider, rec.status)

@@ -76,7 +76,7 @@ async def chat_completions(request: Request) -> Response:
                 return Response(status_code=499)
             provider, raw = got
             rec.provider = provider.name
-            rec.usage_from(raw)
+            rec.answer = raw
             return Response(raw, media_type="application/json")
         # Translate: the backend speaks another protocol.
         req = replace(req, model=upstream_model)
