@@ -52,6 +52,17 @@ class ClientBase:
         self._others: dict[str, Provider] = {}
         self._engine: EngineProcess | None = None
 
+    @property
+    def started(self) -> bool:
+        """Whether the primary provider is resolved (for zero-setup/embedded: the engine chosen or
+        running). Reading it never starts anything."""
+        return self._provider is not None
+
+    @property
+    def engine_pid(self) -> int | None:
+        """The PID of the embedded llama.cpp engine this client runs, if any."""
+        return self._engine.pid if self._engine is not None else None
+
     # -- the chain of providers a call may use ---------------------------------------------------------------
     def _candidates(self) -> list[str | None]:
         """None is the primary provider; then its configured fallbacks, by name."""

@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
 
 from .errors import ConfigurationError
 
@@ -32,6 +32,7 @@ __all__ = [
     "env_key",
     "load_settings",
     "parse_dsn",
+    "public_url",
 ]
 
 PROVIDER_TYPES = ("llamacpp", "llama-swap", "openai", "anthropic", "ollama", "embedded")
@@ -62,6 +63,19 @@ DEFAULT_URLS = {
     "anthropic": "https://api.anthropic.com",
     "ollama": "http://127.0.0.1:11434",
 }
+
+
+def public_url(url: str | None) -> str | None:
+    """A URL without any user:password@ part: what may be shown of a base URL."""
+    if not url:
+        return None
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    netloc = parts.hostname or ""
+    if parts.port:
+        netloc += f":{parts.port}"
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
 class Secret:

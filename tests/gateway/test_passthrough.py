@@ -27,6 +27,7 @@ ANSWER = {
 class Upstream:
     def __init__(self) -> None:
         self.bodies: list[bytes] = []
+        self.auth: list[str | None] = []
         self.fail_next = 0
         upstream = self
 
@@ -36,6 +37,7 @@ class Upstream:
 
             def do_POST(self) -> None:
                 upstream.bodies.append(self.rfile.read(int(self.headers["Content-Length"])))
+                upstream.auth.append(self.headers.get("Authorization"))
                 status, payload = 200, json.dumps(ANSWER).encode()
                 if upstream.fail_next:
                     upstream.fail_next -= 1
@@ -112,3 +114,27 @@ def test_usage_is_counted(gw: RunningGateway) -> None:
     # Every answer says 9 prompt and 7 completion tokens.
     assert counted["prompt"] > 0 and counted["prompt"] % 9 == 0, counted
     assert counted["completion"] / 7 == counted["prompt"] / 9, counted
+
+
+def test_credentials_in_a_base_url_are_sent_as_basic_auth_and_never_shown(upstream: Upstream) -> None:
+    """As corral's own clients do (httpx): user:password in the URL is Basic auth, over the key."""
+    import base64
+
+    import corral
+
+    url = upstream.url.replace("http://", "http://ann:p%40ss-word@")
+    expected = "Basic " + base64.b64encode(b"ann:p@ss-word").decode()
+    gw = RunningGateway(gateway_config({"up": {"type": "openai", "base_url": url, "api_key": "sk-key"}}))
+    try:
+        body = {"model": "x", "messages": [{"role": "user", "content": "hi"}]}
+        r = httpx.post(f"{gw.url}/v1/chat/completions", json=body, timeout=10)
+        assert r.status_code == 200 and upstream.auth[-1] == expected
+    finally:
+        gw.stop()
+    with corral.Client(provider="openai", base_url=url, api_key="sk-key", max_retries=0) as client:
+        assert client.chat("hi").content == "hi" and upstream.auth[-1] == expected
+    closed = "http://ann:p%40ss-word@127.0.0.1:9/v1"
+    with corral.Client(provider="openai", base_url=closed, api_key="sk-key", max_retries=0) as client:
+        with pytest.raises(corral.ServerUnreachable) as caught:
+            client.chat("hi")
+    assert str(caught.value) == "OpenAI-compatible server not reachable at http://127.0.0.1:9/v1"

@@ -4,11 +4,14 @@ upstream connection the moment a client goes away, which is what frees a llama-s
 from __future__ import annotations
 
 import asyncio
+import base64
 from collections.abc import AsyncIterator, Mapping
+from urllib.parse import unquote, urlsplit
 
 import aiohttp
 
 from ..async_transport import OpenStream, RawResponse, Timeouts, TransportFailure
+from ..config import public_url
 
 __all__ = ["AiohttpTransport"]
 
@@ -32,6 +35,16 @@ def _timeout(t: Timeouts) -> aiohttp.ClientTimeout:
             _TIMEOUTS.clear()
         found = _TIMEOUTS[t] = aiohttp.ClientTimeout(total=None, sock_connect=t.connect, sock_read=t.read)
     return found
+
+
+def _with_credentials(url: str, headers: Mapping[str, str]) -> tuple[str, Mapping[str, str]]:
+    """user:password in a base URL becomes Basic auth, as httpx does for corral's own clients (it
+    wins over a bearer key); aiohttp refuses a URL with credentials next to an Authorization header."""
+    parts = urlsplit(url)
+    if parts.username is None:
+        return url, headers
+    pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
+    return public_url(url) or url, {**headers, "Authorization": "Basic " + base64.b64encode(pair).decode("ascii")}
 
 
 class _Stream:
@@ -80,6 +93,8 @@ class AiohttpTransport:
     async def request(
         self, method: str, url: str, *, content: bytes | None, headers: Mapping[str, str], timeouts: Timeouts
     ) -> RawResponse:
+        if "@" in url:
+            url, headers = _with_credentials(url, headers)
         try:
             async with self._http().request(
                 method, url, data=content, headers=headers, timeout=_timeout(timeouts), allow_redirects=False
@@ -92,6 +107,8 @@ class AiohttpTransport:
     async def open_stream(
         self, method: str, url: str, *, content: bytes | None, headers: Mapping[str, str], timeouts: Timeouts
     ) -> OpenStream:
+        if "@" in url:
+            url, headers = _with_credentials(url, headers)
         try:
             response = await self._http().request(
                 method, url, data=content, headers=headers, timeout=_timeout(timeouts), allow_redirects=False

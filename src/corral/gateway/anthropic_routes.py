@@ -44,9 +44,9 @@ async def messages(request: Request) -> Response:
         if not gw.authorized(request):
             raise WireError(401, _UNAUTHORIZED)
         body, raw = await gw.read_body(request)
+        rec.model_from(body)
         req = chat_request_from_anthropic(body)  # validates, naming the bad field
         stream = bool(body.get("stream"))
-        rec.model = str(body.get("model") or "")
         target = await gw.target(body.get("model"), rec)
         upstream_model = target.upstream_model(body.get("model"))
         needs = [Capability.STREAM if stream else Capability.CHAT, *needed_capabilities(req)]
@@ -149,8 +149,8 @@ async def count_tokens(request: Request) -> Response:
         if not gw.authorized(request):
             raise WireError(401, _UNAUTHORIZED)
         body = await gw.read_json(request)
+        rec.model_from(body)
         req = count_tokens_request(body)
-        rec.model = str(body.get("model") or "")
         target = await gw.target(body.get("model"), rec)
         provider = await target.client.get_provider()
         rec.provider = provider.name

@@ -11,12 +11,12 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from ..config import Settings
 from ..manager.spec import ManagerSettings
-from . import anthropic_routes, manager_routes, openai_routes
+from . import anthropic_routes, dashboard, manager_routes, openai_routes
 from .settings import GatewaySettings
 from .state import Gateway, Protocol, error_response
 
@@ -28,6 +28,10 @@ log = logging.getLogger("corral.gateway")
 async def health(request: Request) -> Response:
     # The gateway's own liveness: cheap, no upstream call (providers have `corral health`).
     return JSONResponse({"status": "ok"})
+
+
+async def home(request: Request) -> Response:
+    return RedirectResponse("/dashboard")
 
 
 async def metrics(request: Request) -> Response:
@@ -107,6 +111,10 @@ def create_app(
         Route("/models/{model:path}/load", manager_routes.load, methods=["POST"]),
         Route("/upstream/{model}/{path:path}", manager_routes.upstream, methods=["GET", "POST"]),
         Route("/health", health, methods=["GET"]),
+        Route("/", home, methods=["GET"]),
+        Route("/dashboard", dashboard.page, methods=["GET"]),
+        Route("/dashboard/api/state", dashboard.state, methods=["GET"]),
+        Route("/dashboard/api/chat", dashboard.chat, methods=["POST"]),
         Route("/metrics", metrics, methods=["GET"]),
     ]
     app = Starlette(
@@ -115,4 +123,5 @@ def create_app(
         exception_handlers={404: not_found, 405: method_not_allowed},
     )
     app.state.gateway = gw
+    app.state.dashboard = dashboard.DashboardState()
     return app

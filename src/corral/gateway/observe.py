@@ -1,5 +1,5 @@
-"""What the gateway tells its operator: Prometheus metrics and one log line per request
-(no message content, no keys)."""
+"""What the gateway tells its operator: Prometheus metrics, one log line per request, and the
+last requests for the dashboard (no message content, no keys)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import logging
 import re
 import sys
 import time
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +22,7 @@ log = logging.getLogger("corral.gateway")
 # `"usage": {...}` up to one level of nested objects (OpenAI's *_tokens_details), braces balanced.
 _USAGE_VALUE = re.compile(rb"\s*:\s*(\{[^{}]*(?:\{[^{}]*\}[^{}]*)*\})")
 
+RECENT_REQUESTS = 200
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 
 
@@ -37,6 +39,12 @@ class RequestRecord:
     finished: float | None = None  # set when the answer is complete; metrics are taken later
     answer: bytes | None = None  # a whole pass-through answer: its usage is read with the metrics
     on_finish: list[Callable[[], None]] = field(default_factory=list)  # e.g. a managed model's lease
+
+    def model_from(self, body: Mapping[str, Any]) -> None:
+        """The requested model name, for the log, taken before validation so a bad request has it too."""
+        model = body.get("model")
+        if isinstance(model, str):
+            self.model = model
 
     def mark_first_byte(self) -> None:
         if self.first_byte is None:
@@ -121,6 +129,10 @@ class Observer:
             buckets=_LATENCY_BUCKETS, registry=self.registry,
         )  # fmt: skip
         self._cache: dict[tuple[str, str, str, int], _Children] = {}
+        # The dashboard's live request log: the same fields as the log line, newest last.
+        self.recent: deque[dict[str, Any]] = deque(maxlen=RECENT_REQUESTS)
+        self.total = 0
+        self.failed = 0
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
@@ -153,12 +165,21 @@ class Observer:
             c.completion_tokens.inc(rec.completion_tokens)
         c.latency.observe(elapsed)
         ttft_ms = ""
+        ttft: float | None = None
         if rec.first_byte is not None:
             ttft = rec.first_byte - rec.started
             if c.ttft is None:
                 c.ttft = self.ttft.labels(rec.model, rec.provider)
             c.ttft.observe(ttft)
             ttft_ms = f" ttft_ms={ttft * 1000:.1f}"
+        self.total += 1
+        self.failed += rec.status >= 400
+        self.recent.append({
+            "time": time.time() - (time.perf_counter() - rec.started), "route": rec.route, "model": rec.model,
+            "provider": rec.provider, "status": rec.status, "prompt_tokens": rec.prompt_tokens,
+            "completion_tokens": rec.completion_tokens, "latency_ms": round(elapsed * 1000, 1),
+            "ttft_ms": round(ttft * 1000, 1) if ttft is not None else None,
+        })  # fmt: skip
         if log.isEnabledFor(logging.INFO):
             # The record made and handled directly: Logger.info would also walk the stack to find
             # the caller (findCaller), which is always this line.

@@ -53,9 +53,9 @@ async def chat_completions(request: Request) -> Response:
         if not gw.authorized(request):
             raise WireError(401, "missing or invalid API key (Authorization: Bearer … or x-api-key)")
         body, raw = await gw.read_body(request)
+        rec.model_from(body)
         req = chat_request_from_openai(body)  # validates every field, naming the bad one
         stream, include_usage = openai_stream_flags(body)
-        rec.model = str(body.get("model") or "")
         target = await gw.target(body.get("model"), rec)
         upstream_model = target.upstream_model(body.get("model"))
         needs = [Capability.STREAM if stream else Capability.CHAT, *needed_capabilities(req)]
@@ -161,10 +161,10 @@ async def completions(request: Request) -> Response:
         if not gw.authorized(request):
             raise WireError(401, "missing or invalid API key (Authorization: Bearer … or x-api-key)")
         body = await gw.read_json(request)
+        rec.model_from(body)
         if body.get("stream"):
             raise WireError(400, "stream is not supported on /v1/completions by this gateway", param="stream")
         prompt, params = completion_request_from_openai(body)
-        rec.model = str(body.get("model") or "")
         target = await gw.target(body.get("model"), rec)
         upstream_model = target.upstream_model(body.get("model"))
         params.pop("model", None)
@@ -190,8 +190,8 @@ async def embeddings(request: Request) -> Response:
         if not gw.authorized(request):
             raise WireError(401, "missing or invalid API key (Authorization: Bearer … or x-api-key)")
         body = await gw.read_json(request)
+        rec.model_from(body)
         inputs = embedding_inputs_from_openai(body)
-        rec.model = str(body.get("model") or "")
         target = await gw.target(body.get("model"), rec)
         result = await target.client.embed(inputs, model=target.upstream_model(body.get("model")))
         rec.provider = result.provider

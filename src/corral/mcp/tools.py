@@ -9,7 +9,6 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from typing import Annotated, Any, Literal, TypeVar
-from urllib.parse import urlsplit, urlunsplit
 
 import anyio
 import anyio.from_thread
@@ -21,7 +20,7 @@ from pydantic import Field
 from .. import __version__
 from ..async_client import AsyncClient
 from ..capabilities import Capability, advertised
-from ..config import find_provider
+from ..config import find_provider, public_url
 from ..errors import CorralError
 from ..events import ContentDelta
 from ..providers.base import Provider
@@ -81,19 +80,6 @@ def _conversation(messages: list[ChatMessage] | None, prompt: str | None) -> lis
     if prompt is not None:
         return prompt
     raise ArgumentError("messages", "one of messages or prompt is required")
-
-
-def _public_url(url: str | None) -> str | None:
-    """A base URL without any user:password@ part."""
-    if not url:
-        return None
-    parts = urlsplit(url)
-    if parts.username is None and parts.password is None:
-        return url
-    netloc = parts.hostname or ""
-    if parts.port:
-        netloc += f":{parts.port}"
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
 class CorralTools:
@@ -278,14 +264,14 @@ class CorralTools:
             name=name,
             type=self.pool.type_of(name),
             default=name == self.pool.default,
-            base_url=_public_url(config.base_url if config else None),
+            base_url=public_url(config.base_url if config else None),
             model=config.model if config else None,
             status="error",
         )
         try:
             client = self.pool.client(name)
             provider = await client.get_provider()
-            out.base_url = _public_url(provider.base_url) or out.base_url
+            out.base_url = public_url(provider.base_url) or out.base_url
             health = await client.health(timeout=STATUS_TIMEOUT)
             out.status, out.detail = health.status, self.redact(health.detail)
         except CorralError as exc:
@@ -323,7 +309,7 @@ class CorralTools:
                 return result.as_dict()
 
             out = BenchOut.model_validate(await self._in_thread(ctx, job))
-            out.endpoint = _public_url(out.endpoint) or ""
+            out.endpoint = public_url(out.endpoint) or ""
             return out
 
     async def validate_model(
@@ -341,7 +327,7 @@ class CorralTools:
                 return validate(self.pool.sync_client(name), model, gguf_path=None, progress=progress).as_dict()
 
             out = ValidationOut.model_validate(await self._in_thread(ctx, job))
-            out.endpoint = _public_url(out.endpoint) or ""
+            out.endpoint = public_url(out.endpoint) or ""
             return out
 
     async def _in_thread(self, ctx: Context[Any, Any], job: Callable[[ProgressFn], T]) -> T:

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, Literal, NoReturn, Protocol, TypeVar
 
 from ..capabilities import Capability, require
-from ..config import ProviderConfig
+from ..config import ProviderConfig, public_url
 from ..errors import ConfigurationError, ResponseError
 from ..events import StreamEvent
 from ..structured import normalize_response_format
@@ -122,7 +122,8 @@ class Provider:
 
     @property
     def endpoint(self) -> str:
-        return self.base_url
+        """The base URL as it may be shown (in errors, health, reports): a user:password is left out."""
+        return public_url(self.base_url) or self.base_url
 
     #: the bound on a call when the config sets no timeout (None: unbounded)
     default_deadline: float | None = None
