@@ -23,20 +23,21 @@ def dash(llama_url: str, tmp_path_factory: pytest.TempPathFactory) -> Any:
     """Keys on; `local` is the real llama.cpp server, `down` a closed port with a key and a URL
     password, `tiny` an embedded engine that has not been started."""
     tmp = tmp_path_factory.mktemp("dash")
-    (tmp / "m.gguf").write_bytes(b"GGUF")
+    gguf = tmp / "m.gguf"
+    gguf.write_bytes(b"GGUF")
+    providers = {
+        "local": {"type": "llamacpp", "base_url": llama_url},
+        "down": {"type": "openai", "base_url": "http://user:hunter2-password@127.0.0.1:9/v1", "api_key": PROVIDER_KEY},
+        "tiny": {"type": "embedded", "gguf": str(gguf)},
+    }
+    fake = {"gguf": str(gguf), "engine": [sys.executable, FAKE, "--mode", "ok"]}
     gw = RunningGateway(
         gateway_config(
-            {
-                "local": {"type": "llamacpp", "base_url": llama_url},
-                "down": {"type": "openai", "base_url": "http://user:hunter2-password@127.0.0.1:9/v1",
-                         "api_key": PROVIDER_KEY},
-                "tiny": {"type": "embedded", "gguf": str(tmp / "m.gguf")},
-            },
+            providers,
             gateway={"api_keys": [GATEWAY_KEY]},
             models={"local-model": {"provider": "local", "aliases": ["gpt-4o-mini"]}},
-            manager={"state_dir": str(tmp), "stop_grace": 2,
-                     "models": {"fake": {"gguf": str(tmp / "m.gguf"), "engine": [sys.executable, FAKE, "--mode", "ok"]}}},
-        )  # fmt: skip
+            manager={"state_dir": str(tmp), "stop_grace": 2, "models": {"fake": fake}},
+        )
     )
     yield gw
     gw.stop()
@@ -72,7 +73,8 @@ def test_state_shows_providers_health_without_secrets_or_starting_the_engine(das
     assert not dash.app.state.gateway.client("tiny").started
     assert PROVIDER_KEY not in r.text and "hunter2" not in r.text and GATEWAY_KEY not in r.text
     assert {"local-model", "gpt-4o-mini", "fake"} <= set(state["models"])
-    assert state["routes"] == [{"name": "local-model", "provider": "local", "upstream": None, "aliases": ["gpt-4o-mini"]}]
+    route = {"name": "local-model", "provider": "local", "upstream": None, "aliases": ["gpt-4o-mini"]}
+    assert state["routes"] == [route]
 
 
 def test_requests_appear_in_the_log_without_content(dash: RunningGateway) -> None:

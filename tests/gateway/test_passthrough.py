@@ -134,7 +134,9 @@ def test_credentials_in_a_base_url_are_sent_as_basic_auth_and_never_shown(upstre
     with corral.Client(provider="openai", base_url=url, api_key="sk-key", max_retries=0) as client:
         assert client.chat("hi").content == "hi" and upstream.auth[-1] == expected
     closed = "http://ann:p%40ss-word@127.0.0.1:9/v1"
-    with corral.Client(provider="openai", base_url=closed, api_key="sk-key", max_retries=0) as client:
-        with pytest.raises(corral.ServerUnreachable) as caught:
-            client.chat("hi")
+    with (
+        corral.Client(provider="openai", base_url=closed, api_key="sk-key", max_retries=0) as client,
+        pytest.raises(corral.ServerUnreachable) as caught,
+    ):
+        client.chat("hi")
     assert str(caught.value) == "OpenAI-compatible server not reachable at http://127.0.0.1:9/v1"
