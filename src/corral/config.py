@@ -30,6 +30,7 @@ __all__ = [
     "Secret",
     "Settings",
     "env_key",
+    "is_loopback",
     "load_settings",
     "parse_dsn",
     "public_url",
@@ -63,6 +64,18 @@ DEFAULT_URLS = {
     "anthropic": "https://api.anthropic.com",
     "ollama": "http://127.0.0.1:11434",
 }
+
+
+def is_loopback(host: str) -> bool:
+    """Whether a host name or address (an IPv6 one with or without brackets) is this machine's loopback."""
+    if host.lower() == "localhost":
+        return True
+    import ipaddress  # only the apps that bind or check hosts need it: kept out of `import corral`
+
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def public_url(url: str | None) -> str | None:

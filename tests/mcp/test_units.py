@@ -17,12 +17,11 @@ import pytest
 from typer.testing import CliRunner
 
 from corral.cli import app
-from corral.config import Secret, load_settings
+from corral.config import Secret, load_settings, public_url
 from corral.mcp import build_server
 from corral.mcp.http import is_loopback, security_settings
 from corral.mcp.pool import ArgumentError, ClientPool, Redactor
 from corral.mcp.system import cpu_info, gpu_info, memory_info
-from corral.mcp.tools import _public_url
 from mcp import Client as McpClient
 
 SECRET = "sk-live-abcdefghijklmnopqrstuvwxyz0123"
@@ -107,9 +106,9 @@ def test_is_loopback() -> None:
 
 
 def test_public_url_drops_credentials() -> None:
-    assert _public_url("http://user:pw@host:8080/v1") == "http://host:8080/v1"
-    assert _public_url("http://host:8080") == "http://host:8080"
-    assert _public_url(None) is None
+    assert public_url("http://user:pw@host:8080/v1") == "http://host:8080/v1"
+    assert public_url("http://host:8080") == "http://host:8080"
+    assert public_url(None) is None
 
 
 def test_redactor() -> None:

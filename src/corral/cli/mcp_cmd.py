@@ -8,7 +8,7 @@ from typing import Annotated, Any, cast
 
 import typer
 
-from ..config import Secret, Settings, load_settings
+from ..config import Secret, Settings, is_loopback, load_settings
 from ..errors import ConfigurationError
 from .common import ConfigOpt, err, fail, run
 
@@ -66,7 +66,6 @@ def mcp(
         import anyio
 
         from ..mcp import run_http, run_stdio
-        from ..mcp.http import is_loopback
     except ImportError as exc:
         installed = _installed_mcp()
         if installed and installed.split(".")[0] == "1":

@@ -2,24 +2,15 @@
 
 from __future__ import annotations
 
-import ipaddress
 import logging
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from ..config import load_settings
+from ..config import is_loopback, load_settings
 from .common import ConfigOpt, err, fail, run
-
-
-def _loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def serve(
@@ -47,7 +38,7 @@ def serve(
     gateway = run(lambda: GatewaySettings.from_settings(settings))
     bind_host = host or gateway.host
     bind_port = gateway.port if port is None else port
-    if not _loopback(bind_host) and not gateway.api_keys and not allow_unauthenticated:
+    if not is_loopback(bind_host) and not gateway.api_keys and not allow_unauthenticated:
         fail(
             f"refusing to serve on {bind_host} without API keys: set [gateway] api_keys, "
             "or pass --allow-unauthenticated if the network is trusted"
@@ -61,7 +52,7 @@ def serve(
         manager, warnings = run(lambda: load_manager_settings(settings, llama_swap_config))
         for warning in warnings:  # what corral does not honour, said once at startup
             err.print(f"warning: {warning}", style="yellow", markup=False)
-    app = create_app(settings, gateway, manager)
+    app = create_app(settings, replace(gateway, host=bind_host), manager)
     err.print(f"corral gateway on http://{bind_host}:{bind_port} (OpenAI: /v1, Anthropic: /v1/messages)", style="dim")
     uvicorn.run(
         app,

@@ -9,7 +9,6 @@ another site, or a rebound DNS name, from driving the models. The key stops ever
 from __future__ import annotations
 
 import hmac
-import ipaddress
 import json
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -18,20 +17,11 @@ from mcp.server.mcpserver import MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ..config import Secret
+from ..config import Secret, is_loopback
 
 __all__ = ["BearerKey", "OnShutdown", "http_app", "is_loopback", "security_settings"]
 
 _LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def security_settings(
