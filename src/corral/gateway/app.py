@@ -10,13 +10,15 @@ from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from ..config import Settings
+from ..config import Settings, is_loopback
 from ..manager.spec import ManagerSettings
 from . import anthropic_routes, dashboard, manager_routes, openai_routes
+from .host_guard import HostGuard
 from .settings import GatewaySettings
 from .state import Gateway, Protocol, error_response
 
@@ -117,8 +119,13 @@ def create_app(
         Route("/dashboard/api/chat", dashboard.chat, methods=["POST"]),
         Route("/metrics", metrics, methods=["GET"]),
     ]
+    middleware = []
+    if not gateway.api_keys and is_loopback(gateway.host):
+        # No keys on loopback: only local pages and names may call (see host_guard).
+        middleware.append(Middleware(HostGuard, allowed_hosts=gateway.allowed_hosts))
     app = Starlette(
         routes=routes,
+        middleware=middleware,
         lifespan=lifespan,
         exception_handlers={404: not_found, 405: method_not_allowed},
     )

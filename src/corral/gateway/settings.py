@@ -34,6 +34,7 @@ class GatewaySettings:
     default_route: ModelRoute | None = None  # for names no route claims; None with routes: 404
     host: str = "127.0.0.1"
     port: int = 4000
+    allowed_hosts: tuple[str, ...] = ()  # names besides loopback a keyless gateway answers to
 
     @classmethod
     def from_settings(cls, settings: Settings | None) -> GatewaySettings:
@@ -66,6 +67,9 @@ class GatewaySettings:
         else:
             # With no [models] at all, every name goes to the default provider unchanged.
             default = None if models else ModelRoute("*", None, None)
+        allowed = table.get("allowed_hosts") or []
+        if not isinstance(allowed, list) or not all(isinstance(h, str) and h for h in allowed):
+            raise ConfigurationError("gateway.allowed_hosts must be a list of host names")
         port = table.get("port", 4000)
         if not isinstance(port, int) or not 0 <= port < 65536:
             raise ConfigurationError("gateway.port must be a port number")
@@ -77,6 +81,7 @@ class GatewaySettings:
             default_route=default,
             host=str(table.get("host", "127.0.0.1")),
             port=port,
+            allowed_hosts=tuple(allowed),
         )
 
     def route(self, model: str | None) -> ModelRoute | None:
