@@ -393,7 +393,7 @@ models:
     manager, warnings = load_manager_settings(settings, write(tmp_path, text))
     assert warnings == ()
     assert manager.models["tiny"].engine == ("env", "CORRAL_LS_IMPORT_TEST=yes", *shlex.split(engine))
-    with TestClient(create_app(settings, None, manager)) as client:
+    with TestClient(create_app(settings, None, manager), base_url="http://127.0.0.1") as client:
         for name in ("tiny", "gpt-4o-mini"):
             body = {"model": name, "messages": [{"role": "user", "content": "Say hi"}], "max_tokens": 4}
             r = client.post("/v1/chat/completions", json=body)

@@ -157,7 +157,7 @@ def test_model_names_never_become_paths(gguf_path: Path, tmp_path: Path, model: 
 
     place(gguf_path, tmp_path / "models" / "gemma.gguf")
     app = create_app(load_settings(data={"manager": {"models_dirs": [str(tmp_path / "models")]}}))
-    with TestClient(app) as client:
+    with TestClient(app, base_url="http://127.0.0.1") as client:
         body = {"model": model, "messages": [{"role": "user", "content": "hi"}]}
         r = client.post("/v1/chat/completions", json=body)
         assert r.status_code == 404, r.text
