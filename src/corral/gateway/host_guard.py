@@ -4,7 +4,8 @@ Without keys, anything that can reach 127.0.0.1 may call the gateway, and a web 
 points a name it controls at 127.0.0.1 (DNS rebinding), or posts from its own origin. So then a
 request must name a loopback host (or one in ``[gateway] allowed_hosts``) in ``Host`` (else 421),
 and an ``Origin``, when a browser sends one, must be such a host too (else 403). With keys, a page
-cannot authenticate, and these checks step aside.
+cannot authenticate, and these checks step aside. (Starlette's TestClient sends ``Host: testserver``:
+give it ``base_url="http://127.0.0.1"``.)
 """
 
 from __future__ import annotations
