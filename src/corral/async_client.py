@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from .async_transport import RawJSON, TransportFailure
 from .capabilities import Capability
-from .client_base import ClientBase, completion_params, embed_inputs, image_params
+from .client_base import ClientBase, completion_params, embed_inputs, image_params, rerank_inputs
 from .config import Settings
 from .errors import CorralError, ProviderError, UnsupportedCapability
 from .providers.base import (
@@ -34,6 +34,7 @@ from .types import (
     Health,
     MessageInput,
     ModelInfo,
+    Reranking,
     RunningModel,
     SlotInfo,
     to_messages,
@@ -406,6 +407,37 @@ class AsyncClient(ClientBase):
         params = completion_params(max_tokens, temperature, stop, seed, grammar, extra_body)
         needs = [Capability.COMPLETION] + ([Capability.GRAMMAR] if grammar is not None else [])
         return await self._execute(lambda p: p.complete(prompt, params), needs, timeout)
+
+    async def infill(
+        self,
+        prefix: str,
+        suffix: str = "",
+        *,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+        stop: str | Sequence[str] | None = None,
+        seed: int | None = None,
+        extra_body: Mapping[str, Any] | None = None,
+        timeout: float | None = UNSET,
+    ) -> Completion:
+        """The text between ``prefix`` and ``suffix`` (llama.cpp ``/infill``). The model needs FIM
+        tokens (code models do); without them the server says so: ``UnsupportedCapability``."""
+        params = completion_params(max_tokens, temperature, stop, seed, None, extra_body)
+        return await self._native(Capability.INFILL, lambda p: p.infill(prefix, suffix, params), timeout)
+
+    async def rerank(
+        self,
+        query: str,
+        documents: Sequence[str],
+        *,
+        top_n: int | None = None,
+        model: str | None = None,
+        timeout: float | None = UNSET,
+    ) -> Reranking:
+        """``documents`` ordered by relevance to ``query``, best first (llama.cpp ``/v1/rerank``, a
+        server started with ``--reranking`` and a reranker model)."""
+        docs = rerank_inputs(query, documents, top_n)
+        return await self._native(Capability.RERANK, lambda p: p.rerank(query, docs, top_n, model), timeout)
 
     # -- other routes ---------------------------------------------------------------------------------------
     async def embed(

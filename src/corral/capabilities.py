@@ -31,6 +31,8 @@ class Capability(StrEnum):
     VISION = "image input"
     IMAGES = "image generation"
     MANAGEMENT = "model management (running/unload)"
+    RERANK = "reranking"
+    INFILL = "code infill (FIM)"
 
 
 def require(provider_name: str, available: frozenset[Capability], wanted: Capability) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .capabilities import Capability
-from .client_base import ClientBase, completion_params, embed_inputs, image_params
+from .client_base import ClientBase, completion_params, embed_inputs, image_params, rerank_inputs
 from .config import Settings
 from .errors import CorralError, ProviderError, UnsupportedCapability
 from .providers.base import UNSET, Call, ChatRequest, StreamCall, build_chat_request, needed_capabilities
@@ -24,6 +24,7 @@ from .types import (
     Health,
     MessageInput,
     ModelInfo,
+    Reranking,
     RunningModel,
     SlotInfo,
     to_messages,
@@ -338,6 +339,37 @@ class Client(ClientBase):
         params = completion_params(max_tokens, temperature, stop, seed, grammar, extra_body)
         needs = [Capability.COMPLETION] + ([Capability.GRAMMAR] if grammar is not None else [])
         return self._execute(lambda p: p.complete(prompt, params), needs, timeout)
+
+    def infill(
+        self,
+        prefix: str,
+        suffix: str = "",
+        *,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+        stop: str | Sequence[str] | None = None,
+        seed: int | None = None,
+        extra_body: Mapping[str, Any] | None = None,
+        timeout: float | None = UNSET,
+    ) -> Completion:
+        """The text between ``prefix`` and ``suffix`` (llama.cpp ``/infill``). The model needs FIM
+        tokens (code models do); without them the server says so: ``UnsupportedCapability``."""
+        params = completion_params(max_tokens, temperature, stop, seed, None, extra_body)
+        return self._native(Capability.INFILL, lambda p: p.infill(prefix, suffix, params), timeout)
+
+    def rerank(
+        self,
+        query: str,
+        documents: Sequence[str],
+        *,
+        top_n: int | None = None,
+        model: str | None = None,
+        timeout: float | None = UNSET,
+    ) -> Reranking:
+        """``documents`` ordered by relevance to ``query``, best first (llama.cpp ``/v1/rerank``, a
+        server started with ``--reranking`` and a reranker model)."""
+        docs = rerank_inputs(query, documents, top_n)
+        return self._native(Capability.RERANK, lambda p: p.rerank(query, docs, top_n, model), timeout)
 
     # -- other routes ---------------------------------------------------------------------------------------
     def embed(

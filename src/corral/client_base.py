@@ -134,6 +134,22 @@ def embed_inputs(inputs: str | Sequence[str]) -> list[str]:
     return items
 
 
+def rerank_inputs(query: str, documents: Sequence[str], top_n: int | None) -> list[str]:
+    if not isinstance(query, str):
+        raise ConfigurationError(f"query must be a string, got {type(query).__name__}")
+    if isinstance(documents, str):
+        raise ConfigurationError("documents must be a list of strings, not one string")
+    docs = list(documents)
+    if not docs:
+        raise ConfigurationError("rerank() needs at least one document")
+    for i, doc in enumerate(docs):
+        if not isinstance(doc, str):
+            raise ConfigurationError(f"documents[{i}] must be a string, got {type(doc).__name__}")
+    if top_n is not None and (isinstance(top_n, bool) or not isinstance(top_n, int) or top_n < 1):
+        raise ConfigurationError(f"top_n must be a positive integer, got {top_n!r}")
+    return docs
+
+
 def completion_params(
     max_tokens: int | None,
     temperature: float | None,

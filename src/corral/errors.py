@@ -243,6 +243,10 @@ def error_from_response(
         return ModelNotFound(message, **kw)
     if status == 503 and (markers & _LOADING_TYPES or not markers):
         return ModelLoading(message, **kw)
+    if status == 501 or "not_supported_error" in markers:
+        # "Not Implemented" (llama-server: a feature this server or model lacks): asking again will
+        # not help, so not a retryable ServerError.
+        return ProviderError(message, **kw)
     if status >= 500:
         return ServerError(message, **kw)
     if status in (400, 413, 422):

@@ -22,6 +22,8 @@ __all__ = [
     "Message",
     "MessageInput",
     "ModelInfo",
+    "RerankResult",
+    "Reranking",
     "Role",
     "RunningModel",
     "SlotInfo",
@@ -247,6 +249,25 @@ class Completion:
     usage: Usage
     model: str = ""
     timings: Timings | None = None
+    provider: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class RerankResult:
+    """One document's place: ``index`` into the documents given, its relevance ``score``."""
+
+    index: int
+    score: float
+    document: str
+
+
+@dataclass(frozen=True, slots=True)
+class Reranking:
+    """Documents ordered by relevance to the query, best first (``top_n`` of them when asked)."""
+
+    results: list[RerankResult]
+    model: str = ""
+    usage: Usage = field(default_factory=Usage)
     provider: str = ""
 
 

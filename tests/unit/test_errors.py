@@ -253,3 +253,11 @@ async def test_async_server_that_never_answers_is_request_timeout(silent_server)
             await client.chat("hi", timeout=0.5)
     assert str(info.value) == "llama-server request timed out"
     assert time.monotonic() - start < 5
+
+
+def test_not_implemented_is_not_a_retryable_server_error():
+    # llama-server answers 501 for a feature the server or model lacks: asking again cannot help.
+    body = b'{"error":{"code":501,"message":"This server does not support reranking.","type":"not_supported_error"}}'
+    err = error_from_response(501, body, provider="llamacpp")
+    assert not isinstance(err, ServerError) and not err.retryable
+    assert str(err) == "This server does not support reranking. (HTTP 501)"

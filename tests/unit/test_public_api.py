@@ -43,6 +43,8 @@ EXPECTED_ALL = [
     "RateLimited",
     "ReasoningDelta",
     "RequestTimeout",
+    "RerankResult",
+    "Reranking",
     "ResponseError",
     "RunningModel",
     "ServerError",

@@ -6,7 +6,7 @@ the model is loaded and the server listens, then serves until its stdin closes
 (the parent died or asked it to stop) or it receives SIGTERM.
 
     python -m corral.manager.engine_child -m model.gguf --port 0 [-c 4096] [-np 2]
-        [--embeddings] [--slots] [--metrics] [--props] [--slot-save-path DIR]
+        [--embeddings] [--reranking] [--slots] [--metrics] [--props] [--slot-save-path DIR]
         [--jinja] [--chat-template-file F] [--pooling mean] [--threads N]
 
 The API key, if any, comes from the CORRAL_ENGINE_API_KEY environment variable
@@ -45,6 +45,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("-np", "--parallel", type=int, default=1)
     p.add_argument("-t", "--threads", type=int, default=0)
     p.add_argument("--embeddings", "--embedding", action="store_true")
+    p.add_argument("--reranking", "--rerank", action="store_true", help="as llama-server: embeddings, rank pooling")
     p.add_argument("--pooling", choices=["none", "mean", "cls", "last", "rank"], default=None)
     p.add_argument("--slots", action="store_true")
     p.add_argument("--props", action="store_true")
@@ -73,9 +74,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         params.cpuparams.n_threads = args.threads
         params.cpuparams_batch.n_threads = args.threads
-    if args.embeddings:
+    if args.embeddings or args.reranking:
         params.embedding = True
-        pooling = args.pooling or "mean"
+        pooling = "rank" if args.reranking else (args.pooling or "mean")
         params.pooling_type = getattr(xllamacpp.llama_pooling_type, f"LLAMA_POOLING_TYPE_{pooling.upper()}")
     params.endpoint_slots = args.slots
     params.endpoint_props = args.props

@@ -1,24 +1,36 @@
 """llama-server: the OpenAI routes (via openai_compat) plus its native ones.
 
 Native routes used: /health, /props, /slots (save/restore/erase), /metrics,
-/tokenize, /detokenize, /apply-template, /completion.
+/tokenize, /detokenize, /apply-template, /completion, /infill, /v1/rerank.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
 from ...capabilities import Capability
 from ...config import ProviderConfig
-from ...errors import ConfigurationError, ResponseError, parse_error_message
+from ...errors import (
+    ConfigurationError,
+    ResponseError,
+    UnsupportedCapability,
+    error_from_response,
+    parse_error_message,
+)
 from ...structured import schema_of
-from ...types import Completion, Health, Message, SlotInfo, Timings, Usage
+from ...types import Completion, Health, Message, Reranking, RerankResult, SlotInfo, Timings, Usage
 from ..base import Call, ChatRequest, HTTPRequest, decode_json
 from ..openai_compat import OpenAICompatProvider
 from ..openai_compat.messages import message_to_openai
 
 __all__ = ["LlamaCppProvider"]
+
+
+def _not_501(status: int, raw: bytes) -> bool:
+    """A probe's verdict: 501 is llama-server's "this server was not started with that feature"."""
+    return status != 501
 
 
 def _strip_v1(url: str) -> str:
@@ -36,6 +48,8 @@ class LlamaCppProvider(OpenAICompatProvider):
         Capability.PROPS,
         Capability.SLOTS,
         Capability.METRICS,
+        Capability.RERANK,
+        Capability.INFILL,
     }
 
     # llama-server drops a keep-alive connection soon after a streamed answer; a pooled connection
@@ -87,40 +101,89 @@ class LlamaCppProvider(OpenAICompatProvider):
         if capability is Capability.EMBEDDINGS:
             # An empty input is rejected (400) by a server with embeddings on, before any compute,
             # and with 501 by one started without --embeddings: a free, exact test.
-            def from_status(status: int, raw: bytes) -> bool:
-                return status != 501
-
-            return Call(HTTPRequest("POST", self.url("/embeddings"), {"input": []}), from_status, parse_errors=True)
+            return Call(HTTPRequest("POST", self.url("/embeddings"), {"input": []}), _not_501, parse_errors=True)
+        if capability is Capability.RERANK:
+            # The same free test: 501 from a server started without --reranking, 400 (empty) otherwise.
+            empty = {"query": "", "documents": []}
+            return Call(HTTPRequest("POST", self.url("/rerank"), empty), _not_501, parse_errors=True)
         return None
 
-    # -- native text completion -------------------------------------------------------------------------
-    def complete(self, prompt: str, params: dict[str, Any]) -> Call[Completion]:
+    # -- native text completion and infill ---------------------------------------------------------------
+    def _completion(self, what: str, status: int, raw: bytes) -> Completion:
+        """/completion and /infill answer alike."""
+        data = decode_json(raw, what)
+        if not isinstance(data, dict) or "content" not in data:
+            raise ResponseError(f"{what} response has no content: {raw[:300]!r}")
+        timings = Timings.from_llamacpp(data["timings"]) if isinstance(data.get("timings"), dict) else None
+        stop_type = data.get("stop_type")
+        finish = "length" if stop_type == "limit" else "stop"
+        return Completion(
+            text=str(data["content"]),
+            finish_reason=finish,
+            usage=Usage(
+                int(data.get("tokens_evaluated", 0)),
+                int(data.get("tokens_predicted", 0)),
+                timings.cached_tokens if timings else 0,
+            ),
+            model=str(data.get("model", "")),
+            timings=timings,
+            provider=self.name,
+        )
+
+    @staticmethod
+    def _sampling(params: dict[str, Any]) -> dict[str, Any]:
         body = dict(params)
         if "max_tokens" in body:
             body["n_predict"] = body.pop("max_tokens")
-        body["prompt"] = prompt
+        return body
+
+    def complete(self, prompt: str, params: dict[str, Any]) -> Call[Completion]:
+        body = {**self._sampling(params), "prompt": prompt}
+        return Call(HTTPRequest("POST", self.native("/completion"), body), partial(self._completion, "completion"))
+
+    def infill(self, prefix: str, suffix: str, params: dict[str, Any]) -> Call[Completion]:
+        """Fill in between ``prefix`` and ``suffix`` (models with FIM tokens, e.g. code models)."""
+        body = {**self._sampling(params), "input_prefix": prefix, "input_suffix": suffix}
 
         def parse(status: int, raw: bytes) -> Completion:
-            data = decode_json(raw, "completion")
-            if not isinstance(data, dict) or "content" not in data:
-                raise ResponseError(f"completion response has no content: {raw[:300]!r}")
-            timings = Timings.from_llamacpp(data["timings"]) if isinstance(data.get("timings"), dict) else None
-            stop_type = data.get("stop_type")
-            finish = "length" if stop_type == "limit" else "stop"
-            return Completion(
-                text=str(data["content"]),
-                finish_reason=finish,
-                usage=Usage(
-                    int(data.get("tokens_evaluated", 0)),
-                    int(data.get("tokens_predicted", 0)),
-                    timings.cached_tokens if timings else 0,
-                ),
+            if status == 501:
+                # llama-server checks the model's FIM tokens before any compute and says which are missing.
+                message, _ = parse_error_message(raw)
+                raise UnsupportedCapability(self.name, str(Capability.INFILL), message)
+            if status >= 400:
+                raise error_from_response(status, raw, provider=self.name)
+            return self._completion("infill", status, raw)
+
+        return Call(HTTPRequest("POST", self.native("/infill"), body), parse, parse_errors=True)
+
+    # -- reranking ----------------------------------------------------------------------------------------
+    def rerank(self, query: str, documents: Sequence[str], top_n: int | None, model: str | None) -> Call[Reranking]:
+        body: dict[str, Any] = {"query": query, "documents": list(documents)}
+        if top_n is not None:
+            body["top_n"] = top_n
+        if model is not None:
+            body["model"] = model
+
+        def parse(status: int, raw: bytes) -> Reranking:
+            data = decode_json(raw, "rerank")
+            items = data.get("results") if isinstance(data, dict) else None
+            if not isinstance(items, list):
+                raise ResponseError(f"rerank response has no results: {raw[:300]!r}")
+            try:
+                results = [RerankResult(int(r["index"]), float(r["relevance_score"]), documents[int(r["index"])])
+                           for r in items]  # fmt: skip
+            except (KeyError, TypeError, ValueError, IndexError) as exc:
+                raise ResponseError(f"rerank result without a valid index and relevance_score: {raw[:300]!r}") from exc
+            results.sort(key=lambda r: r.score, reverse=True)
+            usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
+            return Reranking(
+                results[:top_n] if top_n is not None else results,
                 model=str(data.get("model", "")),
-                timings=timings,
+                usage=Usage(int(usage.get("prompt_tokens", 0)), 0),
                 provider=self.name,
             )
 
-        return Call(HTTPRequest("POST", self.native("/completion"), body), parse)
+        return Call(HTTPRequest("POST", self.url("/rerank"), body, model_route=model is not None), parse)
 
     # -- health -------------------------------------------------------------------------------------------
     def health(self) -> Call[Health]:
