@@ -104,6 +104,7 @@ def create_app(
         Route("/v1/chat/completions", openai_routes.chat_completions, methods=["POST"]),
         Route("/v1/completions", openai_routes.completions, methods=["POST"]),
         Route("/v1/embeddings", openai_routes.embeddings, methods=["POST"]),
+        Route("/v1/rerank", openai_routes.rerank, methods=["POST"]),
         Route("/v1/models", openai_routes.models, methods=["GET"]),
         Route("/v1/messages", anthropic_routes.messages, methods=["POST"]),
         Route("/v1/messages/count_tokens", anthropic_routes.count_tokens, methods=["POST"]),

@@ -31,11 +31,13 @@ from .openai_wire import (
     openai_models,
     openai_response,
     openai_stream_flags,
+    rerank_request_from_wire,
+    rerank_response,
 )
 from .state import OPENAI_SHAPED, STREAM_ONLY_CANCEL, Gateway, error_response, forwarded, header_items, now
 from .wire_errors import WireError, from_corral_error
 
-__all__ = ["chat_completions", "completions", "embeddings", "models"]
+__all__ = ["chat_completions", "completions", "embeddings", "models", "rerank"]
 
 SSE_HEADERS = header_items({})
 
@@ -198,6 +200,31 @@ async def embeddings(request: Request) -> Response:
         rec.prompt_tokens = result.usage.prompt_tokens
         fmt = body.get("encoding_format", "float")
         return JSONResponse(openai_embeddings_response(result, model=rec.model or result.model, encoding_format=fmt))
+    except Exception as exc:
+        return gw.failure("openai", exc, rec)
+    finally:
+        gw.finish(rec)
+
+
+async def rerank(request: Request) -> Response:
+    """/v1/rerank in llama.cpp's (and Jina's) shape, on any provider that reranks; capability
+    fallbacks apply, and a provider that cannot rerank is named in the error."""
+    gw = _gateway(request)
+    rec = RequestRecord("/v1/rerank")
+    try:
+        if not gw.authorized(request):
+            raise WireError(401, "missing or invalid API key (Authorization: Bearer … or x-api-key)")
+        body = await gw.read_json(request)
+        rec.model_from(body)
+        query, documents, top_n, with_documents = rerank_request_from_wire(body)
+        target = await gw.target(body.get("model"), rec)
+        work = target.client.rerank(query, documents, top_n=top_n, model=target.upstream_model(body.get("model")))
+        result = await gw.until_disconnect(request, work)
+        if result is None:
+            rec.status = 499
+            return Response(status_code=499)
+        rec.provider, rec.prompt_tokens = result.provider, result.usage.prompt_tokens
+        return JSONResponse(rerank_response(result, model=rec.model or result.model, return_documents=with_documents))
     except Exception as exc:
         return gw.failure("openai", exc, rec)
     finally:

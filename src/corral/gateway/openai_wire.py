@@ -17,7 +17,7 @@ from typing import Any
 from ..errors import ConfigurationError
 from ..events import ContentDelta, Done, ReasoningDelta, StreamEvent, ToolCallDelta
 from ..providers.base import ChatRequest, build_chat_request
-from ..types import ChatResponse, Completion, Embeddings, Timings, ToolCall, Usage
+from ..types import ChatResponse, Completion, Embeddings, Reranking, Timings, ToolCall, Usage
 from .wire_errors import WireError, config_error, openai_error
 
 __all__ = [
@@ -30,6 +30,8 @@ __all__ = [
     "openai_models",
     "openai_response",
     "openai_stream_flags",
+    "rerank_request_from_wire",
+    "rerank_response",
     "sse_json",
     "timings_dict",
 ]
@@ -452,6 +454,38 @@ def embedding_inputs_from_openai(body: Any) -> list[str]:
     _need(not tokens, "input as token arrays is not supported by this gateway; send strings", "input")
     problem = "is required" if value is None else "must be a string or a non-empty array of strings"
     raise WireError(400, f"input {problem}", param="input")
+
+
+def rerank_request_from_wire(body: Any) -> tuple[str, list[str], int | None, bool]:
+    """A /v1/rerank body (llama.cpp's, Jina's and Cohere's shape): query, documents, top_n,
+    return_documents. Documents may be strings or ``{"text": ...}`` objects."""
+    b = _object(body)
+    _typed(b, "model", str, "a string")
+    query = b.get("query")
+    _need(isinstance(query, str), "query is required and must be a string", "query")
+    docs = b.get("documents")
+    if not isinstance(docs, list) or not docs:
+        raise _bad("documents is required: a non-empty array of strings", "documents")
+    texts: list[str] = []
+    for i, d in enumerate(docs):
+        text = d.get("text") if isinstance(d, Mapping) else d
+        if not isinstance(text, str):
+            raise _bad(f"documents[{i}] must be a string or an object with a text string", "documents")
+        texts.append(text)
+    flag = b.get("return_documents", False)
+    _need(isinstance(flag, bool), "return_documents must be a boolean", "return_documents")
+    return str(query), texts, _positive_int(b, "top_n"), bool(flag)
+
+
+def rerank_response(r: Reranking, *, model: str, return_documents: bool) -> dict[str, Any]:
+    results: list[dict[str, Any]] = []
+    for item in r.results:
+        entry: dict[str, Any] = {"index": item.index, "relevance_score": item.score}
+        if return_documents:
+            entry["document"] = {"text": item.document}
+        results.append(entry)
+    usage = {"prompt_tokens": r.usage.prompt_tokens, "total_tokens": r.usage.prompt_tokens}
+    return {"object": "list", "model": model, "usage": usage, "results": results}
 
 
 def _b64(vector: list[float]) -> str:
