@@ -23,12 +23,11 @@ from ..stream import AsyncChatStream
 from .anthropic_wire import AnthropicEventWriter, anthropic_response, chat_request_from_anthropic, count_tokens_request
 from .observe import RequestRecord
 from .state import MESSAGES_NATIVE, STREAM_ONLY_CANCEL, Gateway, forwarded, header_items
-from .wire_errors import WireError, from_corral_error
+from .wire_errors import from_corral_error
 
 __all__ = ["count_tokens", "messages"]
 
 SSE_HEADERS = header_items({})
-_UNAUTHORIZED = "missing or invalid API key (x-api-key or Authorization: Bearer …)"
 
 
 def _native_url(p: Provider, path: str) -> str:
@@ -41,10 +40,7 @@ async def messages(request: Request) -> Response:
     rec = RequestRecord("/v1/messages")
     streaming = False
     try:
-        if not gw.authorized(request):
-            raise WireError(401, _UNAUTHORIZED)
-        body, raw = await gw.read_body(request)
-        rec.model_from(body)
+        body, raw = await gw.accept(request, rec, "anthropic")
         req = chat_request_from_anthropic(body)  # validates, naming the bad field
         stream = bool(body.get("stream"))
         target = await gw.target(body.get("model"), rec)
@@ -146,10 +142,7 @@ async def count_tokens(request: Request) -> Response:
     gw: Gateway = request.app.state.gateway
     rec = RequestRecord("/v1/messages/count_tokens")
     try:
-        if not gw.authorized(request):
-            raise WireError(401, _UNAUTHORIZED)
-        body = await gw.read_json(request)
-        rec.model_from(body)
+        body, _ = await gw.accept(request, rec, "anthropic")
         req = count_tokens_request(body)
         target = await gw.target(body.get("model"), rec)
         provider = await target.client.get_provider()

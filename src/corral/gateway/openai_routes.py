@@ -52,10 +52,7 @@ async def chat_completions(request: Request) -> Response:
     rec = RequestRecord("/v1/chat/completions")
     streaming = False  # a streamed answer records its metrics when it ends, not here
     try:
-        if not gw.authorized(request):
-            raise WireError(401, "missing or invalid API key (Authorization: Bearer … or x-api-key)")
-        body, raw = await gw.read_body(request)
-        rec.model_from(body)
+        body, raw = await gw.accept(request, rec, "openai")
         req = chat_request_from_openai(body)  # validates every field, naming the bad one
         stream, include_usage = openai_stream_flags(body)
         target = await gw.target(body.get("model"), rec)
@@ -160,10 +157,7 @@ async def completions(request: Request) -> Response:
     gw = _gateway(request)
     rec = RequestRecord("/v1/completions")
     try:
-        if not gw.authorized(request):
-            raise WireError(401, "missing or invalid API key (Authorization: Bearer … or x-api-key)")
-        body = await gw.read_json(request)
-        rec.model_from(body)
+        body, _ = await gw.accept(request, rec, "openai")
         if body.get("stream"):
             raise WireError(400, "stream is not supported on /v1/completions by this gateway", param="stream")
         prompt, params = completion_request_from_openai(body)
@@ -189,10 +183,7 @@ async def embeddings(request: Request) -> Response:
     gw = _gateway(request)
     rec = RequestRecord("/v1/embeddings")
     try:
-        if not gw.authorized(request):
-            raise WireError(401, "missing or invalid API key (Authorization: Bearer … or x-api-key)")
-        body = await gw.read_json(request)
-        rec.model_from(body)
+        body, _ = await gw.accept(request, rec, "openai")
         inputs = embedding_inputs_from_openai(body)
         target = await gw.target(body.get("model"), rec)
         result = await target.client.embed(inputs, model=target.upstream_model(body.get("model")))
@@ -212,10 +203,7 @@ async def rerank(request: Request) -> Response:
     gw = _gateway(request)
     rec = RequestRecord("/v1/rerank")
     try:
-        if not gw.authorized(request):
-            raise WireError(401, "missing or invalid API key (Authorization: Bearer … or x-api-key)")
-        body = await gw.read_json(request)
-        rec.model_from(body)
+        body, _ = await gw.accept(request, rec, "openai")
         query, documents, top_n, with_documents = rerank_request_from_wire(body)
         target = await gw.target(body.get("model"), rec)
         work = target.client.rerank(query, documents, top_n=top_n, model=target.upstream_model(body.get("model")))

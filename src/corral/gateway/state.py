@@ -157,6 +157,20 @@ class Gateway:
         raw = given.encode()
         return any(hmac.compare_digest(raw, k) for k in self._keys)
 
+    async def accept(self, request: Request, rec: RequestRecord, protocol: Protocol) -> tuple[dict[str, Any], bytes]:
+        """What every model route does first: the key checked (401), the body read and checked as a
+        JSON object, the requested model noted for the log (bad requests are logged with it too)."""
+        if not self.authorized(request):
+            how = (
+                "x-api-key or Authorization: Bearer …"
+                if protocol == "anthropic"
+                else "Authorization: Bearer … or x-api-key"
+            )
+            raise WireError(401, f"missing or invalid API key ({how})")
+        body, raw = await self.read_body(request)
+        rec.model_from(body)
+        return body, raw
+
     async def read_json(self, request: Request) -> dict[str, Any]:
         return (await self.read_body(request))[0]
 
