@@ -9,6 +9,7 @@ JSON events. Both need the gateway's key when one is configured; the page itself
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import time
 from collections.abc import AsyncIterator
@@ -58,8 +59,13 @@ def _dashboard(request: Request) -> DashboardState:
     return found
 
 
+@functools.cache
+def _page_html() -> str:
+    return resources.files("corral.gateway").joinpath("static/dashboard.html").read_text(encoding="utf-8")
+
+
 async def page(request: Request) -> Response:
-    html = resources.files("corral.gateway").joinpath("static/dashboard.html").read_text(encoding="utf-8")
+    html = _page_html()
     # The page calls only this origin; no framing by other sites.
     headers = {"Content-Security-Policy": "default-src 'self'; style-src 'unsafe-inline'; "
                "script-src 'unsafe-inline'; frame-ancestors 'none'", "Cache-Control": "no-store"}  # fmt: skip
@@ -90,7 +96,7 @@ async def _provider_health(name: str | None, client: AsyncClient) -> dict[str, A
         return out
     try:
         health = await asyncio.wait_for(client.health(timeout=HEALTH_TIMEOUT), HEALTH_TIMEOUT + 1)
-        out.update(status=health.status, detail=health.detail, endpoint=public_url(health.endpoint) or out["endpoint"])
+        out.update(status=health.status, detail=health.detail, endpoint=health.endpoint or out["endpoint"])
     except CorralError as exc:
         out.update(status="error", detail=str(exc))
     except TimeoutError:

@@ -271,7 +271,7 @@ class CorralTools:
         try:
             client = self.pool.client(name)
             provider = await client.get_provider()
-            out.base_url = public_url(provider.base_url) or out.base_url
+            out.base_url = provider.endpoint or out.base_url
             health = await client.health(timeout=STATUS_TIMEOUT)
             out.status, out.detail = health.status, self.redact(health.detail)
         except CorralError as exc:
@@ -308,9 +308,8 @@ class CorralTools:
                 )
                 return result.as_dict()
 
-            out = BenchOut.model_validate(await self._in_thread(ctx, job))
-            out.endpoint = public_url(out.endpoint) or ""
-            return out
+            # The report's endpoint is Provider.endpoint, which never holds credentials.
+            return BenchOut.model_validate(await self._in_thread(ctx, job))
 
     async def validate_model(
         self, ctx: Context[Any, Any], model: ModelName, provider: ProviderArg = None
@@ -326,9 +325,7 @@ class CorralTools:
             def job(progress: ProgressFn) -> dict[str, Any]:
                 return validate(self.pool.sync_client(name), model, gguf_path=None, progress=progress).as_dict()
 
-            out = ValidationOut.model_validate(await self._in_thread(ctx, job))
-            out.endpoint = public_url(out.endpoint) or ""
-            return out
+            return ValidationOut.model_validate(await self._in_thread(ctx, job))
 
     async def _in_thread(self, ctx: Context[Any, Any], job: Callable[[ProgressFn], T]) -> T:
         """Run ``job(progress)`` in a worker thread; its ``progress(done, total, message)`` calls
