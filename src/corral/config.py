@@ -442,7 +442,11 @@ def with_conventional_key(config: ProviderConfig, env: Mapping[str, str]) -> Pro
     if config.api_key or found is None:
         return config
     var, host = found
-    if env.get(var) and host in (config.base_url or DEFAULT_URLS[config.type]):
+    # The parsed host must be the vendor's exactly: "api.openai.com.evil.example" or a path that
+    # mentions it is another server, which must never receive the user's key.
+    url = config.base_url or DEFAULT_URLS[config.type]
+    parts = urlsplit(url if "://" in url else f"https://{url}")
+    if env.get(var) and (parts.hostname or "").lower() == host and parts.scheme == "https":
         return replace(config, api_key=Secret(env[var]))
     return config
 

@@ -9,6 +9,7 @@ import pytest
 
 from corral.config import load_settings
 from corral.errors import ServerUnreachable
+from corral.gateway.relay import until_disconnect
 from corral.gateway.settings import GatewaySettings
 from corral.gateway.state import Gateway
 
@@ -37,7 +38,7 @@ async def test_result_when_the_client_stays(gw: Gateway) -> None:
         await asyncio.sleep(0.01)
         return 7
 
-    assert await gw.until_disconnect(FakeRequest(), work()) == 7  # type: ignore[arg-type]
+    assert await until_disconnect(FakeRequest(), work()) == 7  # type: ignore[arg-type]
     await asyncio.sleep(0.01)  # the watcher is gone: nothing cancels this task later
     assert asyncio.current_task().cancelling() == 0  # type: ignore[union-attr]
 
@@ -47,7 +48,7 @@ async def test_errors_pass_through_when_the_client_stays(gw: Gateway) -> None:
         raise ServerUnreachable("down")
 
     with pytest.raises(ServerUnreachable):
-        await gw.until_disconnect(FakeRequest(), work())  # type: ignore[arg-type]
+        await until_disconnect(FakeRequest(), work())  # type: ignore[arg-type]
 
 
 async def test_client_leaving_cancels_the_work(gw: Gateway) -> None:
@@ -63,7 +64,7 @@ async def test_client_leaving_cancels_the_work(gw: Gateway) -> None:
         return 1
 
     asyncio.get_running_loop().call_later(0.05, request.leave.set)
-    assert await asyncio.wait_for(gw.until_disconnect(request, work()), 5) is None  # type: ignore[arg-type]
+    assert await asyncio.wait_for(until_disconnect(request, work()), 5) is None  # type: ignore[arg-type]
     assert cancelled.is_set()
     await asyncio.sleep(0)  # the handler goes on normally afterwards
     assert asyncio.current_task().cancelling() == 0  # type: ignore[union-attr]
@@ -74,7 +75,7 @@ async def test_a_cancellation_from_elsewhere_propagates(gw: Gateway) -> None:
         await asyncio.sleep(30)
         return 1
 
-    task = asyncio.ensure_future(gw.until_disconnect(FakeRequest(), work()))  # type: ignore[arg-type]
+    task = asyncio.ensure_future(until_disconnect(FakeRequest(), work()))  # type: ignore[arg-type]
     await asyncio.sleep(0.02)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 import corral
-from corral.capabilities import Capability, advertised
+from corral.capabilities import Capability
+from corral.probe.capabilities import advertised
 from corral.config import ProviderConfig
 from corral.probe import ProbeResult, ValidationReport, benchmark, validate
 from corral.probe.schema_check import schema_errors

@@ -235,3 +235,53 @@ def test_import_resolver_sees_relative_and_function_level_imports(tmp_path):
 @pytest.mark.parametrize("path", _pure_modules(), ids=lambda p: str(p.relative_to(SRC)))
 def test_pure_modules_do_not_import_drivers_or_httpx(path):
     assert _violations(imported_modules(path)) == []
+
+
+# Layers, bottom up (ARCHITECTURE.md): a module may import its own layer and those below, never above.
+# client_base is the drivers' shared no-I/O core, so it sits with them (it asks the manager for the
+# embedded engine's spec); __main__ only launches the CLI.
+_LAYERS = {
+    "core": 0,
+    "providers": 1,
+    "manager": 2,
+    "drivers": 3,
+    "apps": 4,
+}
+_LAYER_OF = {
+    "providers": "providers",
+    "registry": "providers",
+    "manager": "manager",
+    "client": "drivers",
+    "async_client": "drivers",
+    "client_base": "drivers",
+    "stream": "drivers",
+    "transport": "drivers",
+    "async_transport": "drivers",
+    "cli": "apps",
+    "gateway": "apps",
+    "mcp": "apps",
+    "probe": "apps",
+    "__main__": "apps",
+}
+
+
+def _layer(module: str) -> int | None:
+    parts = module.split(".")
+    if parts[0] != "corral" or len(parts) < 2:
+        return None
+    return _LAYERS[_LAYER_OF.get(parts[1], "core")]
+
+
+def test_every_import_points_down():
+    """Also imports under TYPE_CHECKING and inside functions: a lazy import upward is still a circle."""
+    upward = []
+    for path in sorted(SRC.rglob("*.py")):
+        name = _module_name(path)
+        own = _layer(name)
+        if own is None:
+            continue
+        for mod in imported_modules(path):
+            theirs = _layer(mod)
+            if theirs is not None and theirs > own:
+                upward.append(f"{name} -> {mod}")
+    assert upward == []

@@ -17,10 +17,11 @@ from starlette.routing import Route
 
 from ..config import Settings, is_loopback
 from ..manager.spec import ManagerSettings
-from . import anthropic_routes, dashboard, manager_routes, openai_routes
+from . import anthropic, dashboard, manager_routes, openai
 from .host_guard import HostGuard
 from .settings import GatewaySettings
-from .state import Gateway, Protocol, error_response
+from .state import Gateway
+from .wire_errors import error_response, protocol_for_path
 
 __all__ = ["create_app"]
 
@@ -43,18 +44,21 @@ async def metrics(request: Request) -> Response:
     return Response(gw.observer.exposition(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
 
-def _protocol(request: Request) -> Protocol:
-    return "anthropic" if request.url.path.startswith("/v1/messages") else "openai"
-
-
 async def not_found(request: Request, exc: Exception) -> Response:
-    return error_response(_protocol(request), 404, "not_found_error", f"no route {request.method} {request.url.path}")
+    protocol = protocol_for_path(request.url.path)
+    return error_response(protocol, 404, "not_found_error", f"no route {request.method} {_shown(request.url.path)}")
 
 
 async def method_not_allowed(request: Request, exc: Exception) -> Response:
-    return error_response(
-        _protocol(request), 405, "invalid_request_error", f"{request.method} is not allowed on {request.url.path}"
-    )
+    protocol = protocol_for_path(request.url.path)
+    message = f"{request.method} is not allowed on {_shown(request.url.path)}"
+    return error_response(protocol, 405, "invalid_request_error", message)
+
+
+def _shown(path: str, limit: int = 200) -> str:
+    """A client's path as it may be echoed: bounded, control characters escaped."""
+    text = path[:limit] + ("…" if len(path) > limit else "")
+    return text.encode("unicode_escape", "backslashreplace").decode("ascii") if not text.isprintable() else text
 
 
 def _discover(settings: Settings) -> Sequence[Any]:
@@ -100,14 +104,10 @@ def create_app(
         finally:
             await gw.aclose()
 
+    # One folder per wire protocol, each with its routes; then the shared ones.
     routes = [
-        Route("/v1/chat/completions", openai_routes.chat_completions, methods=["POST"]),
-        Route("/v1/completions", openai_routes.completions, methods=["POST"]),
-        Route("/v1/embeddings", openai_routes.embeddings, methods=["POST"]),
-        Route("/v1/rerank", openai_routes.rerank, methods=["POST"]),
-        Route("/v1/models", openai_routes.models, methods=["GET"]),
-        Route("/v1/messages", anthropic_routes.messages, methods=["POST"]),
-        Route("/v1/messages/count_tokens", anthropic_routes.count_tokens, methods=["POST"]),
+        *openai.ROUTES,
+        *anthropic.ROUTES,
         Route("/running", manager_routes.running, methods=["GET"]),
         Route("/api/models/unload", manager_routes.unload, methods=["POST"]),
         Route("/api/models/unload/{model:path}", manager_routes.unload_one, methods=["POST"]),

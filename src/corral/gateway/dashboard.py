@@ -27,9 +27,9 @@ from ..config import public_url
 from ..errors import CorralError
 from ..events import ContentDelta, Done, ReasoningDelta, ToolCallEnd
 from .observe import RequestRecord
-from .openai_wire import chat_request_from_openai
-from .state import Gateway, error_response
-from .wire_errors import WireError, from_corral_error
+from .openai.chat_wire import chat_request_from_openai
+from .state import Gateway
+from .wire_errors import WireError, error_response, from_corral_error
 
 __all__ = ["DashboardState", "chat", "page", "state"]
 
@@ -210,7 +210,7 @@ async def chat(request: Request) -> Response:
                             latency_ms=round((time.perf_counter() - started) * 1000, 1),
                         )  # fmt: skip
             except CorralError as exc:
-                rec.status, _, message = from_corral_error(exc)
+                rec.status, _, message = from_corral_error(exc, gw.redact)
                 yield _event("error", message=message)
             finally:
                 await chat_stream.aclose()

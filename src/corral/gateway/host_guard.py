@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..config import is_loopback
-from .state import Protocol, error_response
+from .wire_errors import WireProtocol, error_response, protocol_for_path
 
 __all__ = ["HostGuard"]
 
@@ -62,7 +62,7 @@ class HostGuard:
                            "[gateway] allowed_hosts; or configure api_keys)")  # fmt: skip
             if refusal is not None:
                 path: str = scope.get("path", "")
-                protocol: Protocol = "anthropic" if path.startswith("/v1/messages") else "openai"
+                protocol: WireProtocol = protocol_for_path(path)
                 kind = "permission_error" if refusal[0] == 403 else "invalid_request_error"
                 await error_response(protocol, refusal[0], kind, refusal[1])(scope, receive, send)
                 return

@@ -13,8 +13,8 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from ..errors import ConfigurationError
 from ..providers.base import HTTPRequest
 from .observe import RequestRecord
-from .state import Gateway, error_response
-from .wire_errors import WireError
+from .state import Gateway
+from .wire_errors import WireError, error_response
 
 __all__ = ["load", "running", "unload", "unload_one", "upstream"]
 

@@ -29,7 +29,8 @@ _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30,
 @dataclass(slots=True)
 class RequestRecord:
     route: str
-    model: str = ""
+    model: str = ""  # as the client asked (bounded and escaped before it is logged)
+    label: str = ""  # the model as routing resolved it: the only model name that becomes a metric label
     provider: str = ""
     status: int = 200
     prompt_tokens: int = 0

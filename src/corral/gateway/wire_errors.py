@@ -18,8 +18,10 @@ clients that branch on them.
 
 from __future__ import annotations
 
+import json
 import re
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, Literal
 
 from ..errors import (
     Authentication,
@@ -37,16 +39,27 @@ from ..errors import (
     UnsupportedCapability,
 )
 
+if TYPE_CHECKING:
+    from starlette.responses import Response
+
 __all__ = [
     "KINDS",
     "STATUS_KIND",
     "WireError",
+    "WireProtocol",
     "anthropic_error",
     "config_error",
+    "error_body",
+    "error_response",
     "from_corral_error",
     "kind_for_status",
+    "ollama_error",
     "openai_error",
+    "protocol_for_path",
 ]
+
+#: the error shapes the gateway answers in (the Responses API uses OpenAI's)
+WireProtocol = Literal["openai", "anthropic", "ollama"]
 
 #: Anthropic's error types, each with the HTTP status the Messages API gives it
 STATUS_KIND: dict[str, int] = {
@@ -100,13 +113,22 @@ class WireError(Exception):
     ``kind`` defaults to the type the status means; ``param`` names the offending field.
     """
 
-    def __init__(self, status: int, message: str, *, param: str | None = None, kind: str | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        param: str | None = None,
+        kind: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
         kind = kind or kind_for_status(status)
         _check_kind(kind)
         self.status = status
         self.message = message
         self.param = param
         self.kind = kind
+        self.headers = headers
         super().__init__(message)
 
     def openai(self, *, code: str | None = None) -> dict[str, Any]:
@@ -153,21 +175,66 @@ def anthropic_error(status: int, message: str, *, kind: str) -> dict[str, Any]:
     return {"type": "error", "error": {"type": kind, "message": message}}
 
 
-def _clean(message: str) -> str:
-    """An upstream message fit for the gateway's client: secrets masked, length bounded."""
-    text = _SECRETS.sub(lambda m: (m.group(1) or m.group(2) or "") + "***", message.strip())
+def ollama_error(message: str) -> dict[str, Any]:
+    """Ollama's error body ``{"error": "..."}``."""
+    return {"error": message}
+
+
+def error_body(
+    protocol: WireProtocol, status: int, kind: str, message: str, param: str | None = None
+) -> dict[str, Any]:
+    """The error body of ``protocol`` for one failure."""
+    if protocol == "anthropic":
+        return anthropic_error(status, message, kind=kind)
+    if protocol == "ollama":
+        _check_kind(kind)
+        return ollama_error(message)
+    code = "model_not_found" if status == 404 and param == "model" else None
+    return openai_error(status, message, kind=kind, param=param, code=code)
+
+
+def error_response(
+    protocol: WireProtocol,
+    status: int,
+    kind: str,
+    message: str,
+    param: str | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> Response:
+    """A whole HTTP error answer in ``protocol``'s shape."""
+    from starlette.responses import Response
+
+    body = json.dumps(error_body(protocol, status, kind, message, param))
+    return Response(body, status, headers=headers, media_type="application/json")
+
+
+def protocol_for_path(path: str) -> WireProtocol:
+    """Which protocol's error shape a path answers in (for failures before a route runs)."""
+    if path.startswith("/v1/messages"):
+        return "anthropic"
+    if path.startswith("/api/") and not path.startswith("/api/models/"):  # /api/models/unload is llama-swap's
+        return "ollama"
+    return "openai"
+
+
+def _clean(message: str, redact: Callable[[str], str] | None = None) -> str:
+    """An upstream message fit for the gateway's client: configured secrets and anything shaped like
+    a key masked, length bounded."""
+    text = redact(message.strip()) if redact is not None else message.strip()
+    text = _SECRETS.sub(lambda m: (m.group(1) or m.group(2) or "") + "***", text)
     if len(text) > _MAX_MESSAGE:
         text = text[:_MAX_MESSAGE] + "…"
     return text or "upstream error"
 
 
-def from_corral_error(exc: CorralError) -> tuple[int, str, str]:
-    """(status, kind, message) to answer the gateway's client with when the upstream call failed.
+def from_corral_error(exc: CorralError, redact: Callable[[str], str] | None = None) -> tuple[int, str, str]:
+    """(status, kind, message) to answer the gateway's client with when the upstream call failed;
+    ``redact`` masks the configured secrets in what the upstream said.
 
     An upstream 401/403 is the gateway's own provider credential being refused, so the client gets
     502, not 401: its own key for the gateway is fine.
     """
-    msg = _clean(exc.message)
+    msg = _clean(exc.message, redact)
     if isinstance(exc, Authentication):
         return 502, "api_error", f"upstream authentication failed: {msg}"
     if isinstance(exc, ModelNotFound):

@@ -19,7 +19,8 @@ from pydantic import Field
 
 from .. import __version__
 from ..async_client import AsyncClient
-from ..capabilities import Capability, advertised
+from ..capabilities import Capability
+from ..probe.capabilities import advertised
 from ..config import find_provider, public_url
 from ..errors import CorralError
 from ..events import ContentDelta

@@ -1,5 +1,5 @@
 """Stored validation reports: what ``corral validate`` found, kept in the user cache so that the
-capabilities corral *advertises* for a model can reflect it (see corral.capabilities.advertised).
+capabilities corral *advertises* for a model can reflect it (see corral.probe.capabilities.advertised).
 
 One JSON file per (endpoint, model) under ``cache_dir()/probes``, written atomically. Nothing is
 read at import; the files are read only when capabilities are computed.

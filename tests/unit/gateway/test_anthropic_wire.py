@@ -15,7 +15,7 @@ from anthropic.types import Message as SDKMessage
 
 from corral.errors import ServerError
 from corral.events import ContentDelta, Done, ReasoningDelta, StreamEvent, ToolCallDelta, ToolCallEnd
-from corral.gateway.anthropic_wire import (
+from corral.gateway.anthropic.wire import (
     AnthropicEventWriter,
     anthropic_response,
     chat_request_from_anthropic,
@@ -430,7 +430,7 @@ def test_finish_sends_what_was_never_streamed_and_nothing_twice() -> None:
 
 def test_error_event_after_the_stream_started() -> None:
     w = AnthropicEventWriter("m", "msg_1")
-    raw = w.event(ContentDelta("Hel")) + w.error("overloaded_error", "upstream overloaded")
+    raw = w.event(ContentDelta("Hel")) + w.error(529, "overloaded_error", "upstream overloaded")
     assert frames(raw)[-1] == (
         "error",
         {"type": "error", "error": {"type": "overloaded_error", "message": "upstream overloaded"}},

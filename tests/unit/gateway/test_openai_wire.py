@@ -13,16 +13,17 @@ import pytest
 
 from corral.errors import RateLimited, ServerError
 from corral.events import ContentDelta, Done, ReasoningDelta, StreamEvent, ToolCallDelta, ToolCallEnd
-from corral.gateway.openai_wire import (
+from corral.gateway.openai.chat_wire import (
     OpenAIChunkWriter,
     chat_request_from_openai,
-    completion_request_from_openai,
-    embedding_inputs_from_openai,
-    openai_completion_response,
-    openai_embeddings_response,
-    openai_models,
     openai_response,
     openai_stream_flags,
+)
+from corral.gateway.openai.completions_wire import completion_request_from_openai, openai_completion_response
+from corral.gateway.openai.embeddings_wire import (
+    embedding_inputs_from_openai,
+    openai_embeddings_response,
+    openai_models,
 )
 from corral.gateway.wire_errors import WireError
 from corral.providers.openai_compat.stream import ChunkAssembler

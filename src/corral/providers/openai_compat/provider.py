@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
 from ...capabilities import Capability
 from ...config import ProviderConfig
@@ -40,7 +41,8 @@ class OpenAICompatProvider(Provider):
         self.v1_base = self.base_url
         # OpenAI's own API deprecated max_tokens (o-series models reject it); OpenAI-compatible servers
         # (vLLM, llama.cpp, OpenRouter, zen-style clouds) mostly know only the legacy name.
-        default_field = "max_completion_tokens" if "api.openai.com" in self.base_url else "max_tokens"
+        official = urlsplit(self.base_url).hostname == "api.openai.com"
+        default_field = "max_completion_tokens" if official else "max_tokens"
         self.max_tokens_field = str(config.options.get("max_tokens_field", default_field))
 
     def url(self, path: str) -> str:

@@ -23,12 +23,12 @@ from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
-from ..errors import ConfigurationError
-from ..events import ContentDelta, Done, ReasoningDelta, StreamEvent, ToolCallEnd
-from ..providers.base import ChatRequest, build_chat_request
-from ..types import ChatResponse, ContentPart, ImagePart, Message, TextPart, ToolCall, Usage
-from .openai_wire import sse_json
-from .wire_errors import STATUS_KIND, WireError, anthropic_error, config_error
+from ...errors import ConfigurationError
+from ...events import ContentDelta, Done, ReasoningDelta, StreamEvent, ToolCallEnd
+from ...providers.base import ChatRequest, build_chat_request
+from ...types import ChatResponse, ContentPart, ImagePart, Message, TextPart, ToolCall, Usage
+from ..openai.fields import sse_json
+from ..wire_errors import STATUS_KIND, WireError, anthropic_error, config_error
 
 __all__ = [
     "AnthropicEventWriter",
@@ -347,6 +347,8 @@ class AnthropicEventWriter:
     when it ends, since partial input cannot be taken back and invalid JSON would break the client's
     parser. ``event()`` sends ``start()`` first if needed; ``event(Done(r))`` is ``finish(r)``."""
 
+    media_type = "text/event-stream"
+
     def __init__(self, model: str, id: str, input_tokens: int = 0) -> None:
         self.model = model
         self.id = id
@@ -437,6 +439,9 @@ class AnthropicEventWriter:
     def ping(self) -> bytes:
         return _frame("ping", {"type": "ping"})
 
-    def error(self, kind: str, message: str) -> bytes:
+    def end(self) -> bytes:
+        return b""  # message_stop went out with Done
+
+    def error(self, status: int, kind: str, message: str) -> bytes:
         """An ``error`` event, for a failure after the stream started."""
-        return _frame("error", anthropic_error(STATUS_KIND.get(kind, 500), message, kind=kind))
+        return _frame("error", anthropic_error(STATUS_KIND.get(kind, status), message, kind=kind))

@@ -1,0 +1,104 @@
+"""The Anthropic routes' handlers: /v1/messages (through the shared chat pipeline) and
+/v1/messages/count_tokens.
+
+To llama-server (which has a native /v1/messages) or to Anthropic itself the request passes through
+as bytes; to any other backend corral translates the Messages API both ways.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from ...errors import ProviderError
+from ...providers.base import HTTPRequest, Provider
+from ...types import ChatResponse
+from ..chat import ChatCall, ChatWire, serve_chat
+from ..observe import RequestRecord
+from ..relay import EventWriter
+from ..routing import MESSAGES_NATIVE
+from ..state import Gateway
+from .wire import AnthropicEventWriter, anthropic_response, chat_request_from_anthropic, count_tokens_request
+
+__all__ = ["ANTHROPIC_MESSAGES", "count_tokens", "messages"]
+
+
+def _native_url(p: Provider, path: str) -> str:
+    # Both llama-server and Anthropic serve the Messages API at {root}/v1/messages.
+    return f"{p.base_url}{path}"
+
+
+class _Relay:
+    """How a relayed Messages stream ends (message_stop) and fails (an error event)."""
+
+    media_type = "text/event-stream"
+    separator = b"\n\n"
+    end = re.compile(rb'"type"\s*:\s*"message_stop"')
+    failure = re.compile(rb"(?m)^event:\s*error")
+
+    def error(self, model: str, status: int, kind: str, message: str) -> bytes:
+        return AnthropicEventWriter(model, "").error(status, kind, message)
+
+
+class AnthropicMessages(ChatWire):
+    protocol = "anthropic"
+    route = "/v1/messages"
+    native_types = MESSAGES_NATIVE
+    check = _Relay()
+
+    def parse(self, body: dict[str, Any], raw: bytes) -> ChatCall:
+        req = chat_request_from_anthropic(body)  # validates, naming the bad field
+        return ChatCall(req, bool(body.get("stream")), body, raw)
+
+    def native_request(self, provider: Provider, payload: Any) -> HTTPRequest:
+        return HTTPRequest("POST", _native_url(provider, "/v1/messages"), payload, model_route=True)
+
+    def translate_instead(self, exc: ProviderError, provider_type: str) -> bool:
+        # An older llama-server without /v1/messages: translate instead.
+        return exc.status in (404, 405) and provider_type != "anthropic"
+
+    def response(self, resp: ChatResponse, call: ChatCall, model: str) -> dict[str, Any]:
+        return anthropic_response(resp, model=model)
+
+    def writer(self, call: ChatCall, model: str) -> EventWriter:
+        return AnthropicEventWriter(model, f"msg_{uuid.uuid4().hex[:24]}")
+
+
+ANTHROPIC_MESSAGES = AnthropicMessages()
+
+
+async def messages(request: Request) -> Response:
+    return await serve_chat(request, ANTHROPIC_MESSAGES)
+
+
+async def count_tokens(request: Request) -> Response:
+    gw: Gateway = request.app.state.gateway
+    rec = RequestRecord("/v1/messages/count_tokens")
+    try:
+        body, _ = await gw.accept(request, rec, "anthropic")
+        req = count_tokens_request(body)
+        target = await gw.target(body.get("model"), rec)
+        provider = await target.client.get_provider()
+        rec.provider = provider.name
+        if target.client.config.type == "anthropic":
+            forwarded = dict(body)
+            upstream = target.upstream_model(body.get("model"))
+            if upstream is not None:
+                forwarded["model"] = upstream
+            _, raw = await target.client.passthrough(
+                lambda p: HTTPRequest("POST", _native_url(p, "/v1/messages/count_tokens"), forwarded), []
+            )
+            return Response(raw, media_type="application/json")
+        # llama.cpp counts exactly: render the conversation with the model's template, then tokenize.
+        prompt = await target.client.apply_template(req.messages)
+        tokens = await target.client.tokenize(prompt)
+        rec.prompt_tokens = len(tokens)
+        return JSONResponse({"input_tokens": len(tokens)})
+    except Exception as exc:
+        return gw.failure("anthropic", exc, rec)
+    finally:
+        gw.finish(rec)

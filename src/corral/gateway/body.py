@@ -1,0 +1,68 @@
+"""Reading a request body: the size limit (413 before parsing), JSON that is an object, and a bound
+on nesting, so that no body can make a later step recurse past Python's stack (a 500)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from starlette.requests import Request
+
+from .wire_errors import WireError
+
+__all__ = ["MAX_DEPTH", "OFF_LOOP_BYTES", "parse_json", "read_body"]
+
+#: deepest nesting of arrays and objects accepted; a JSON schema in a tool is a dozen levels at most
+MAX_DEPTH = 100
+#: bodies larger than this are parsed and validated in a worker thread, off the event loop
+OFF_LOOP_BYTES = 1 << 20
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The body's bytes, refused with 413 once it passes ``limit`` (by its Content-Length, or as it arrives)."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise WireError(413, f"request body is {int(declared)} bytes; the limit is {limit}")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise WireError(413, f"request body exceeds the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def parse_json(raw: bytes) -> dict[str, Any]:
+    """The body as a JSON object, or a 400 saying why not."""
+    if not raw.strip():
+        raise WireError(400, "request body is empty; expected a JSON object")
+    try:
+        body = json.loads(raw)
+    except RecursionError:
+        raise WireError(400, f"request body is nested too deeply (more than {MAX_DEPTH} levels)") from None
+    except ValueError as exc:
+        raise WireError(400, f"request body is not valid JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise WireError(400, "request body must be a JSON object")
+    # Only a body with more brackets than the limit can be nested past it (bytes.count is C-fast).
+    if raw.count(b"[") + raw.count(b"{") > MAX_DEPTH and _depth(body) > MAX_DEPTH:
+        raise WireError(400, f"request body is nested too deeply (more than {MAX_DEPTH} levels)")
+    return body
+
+
+def _depth(value: Any) -> int:
+    """Nesting depth of arrays and objects, without recursion."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        node, level = stack.pop()
+        if level > deepest:
+            deepest = level
+            if deepest > MAX_DEPTH:
+                return deepest
+        items = node.values() if isinstance(node, dict) else node
+        for child in items:
+            if isinstance(child, (dict, list)):
+                stack.append((child, level + 1))
+    return deepest

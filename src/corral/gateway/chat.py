@@ -1,0 +1,155 @@
+"""The chat pipeline every wire protocol shares: accept, parse, route, then pass through to a backend
+that speaks the caller's protocol or translate through corral's types, relaying the answer whole or
+streamed, with cancel-on-disconnect, output limits, errors in the caller's shape and one log record.
+
+A protocol plugs in a :class:`ChatWire`: how to read its request, how to write its answer, whole and
+streamed, and which backends speak it natively."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from ..capabilities import Capability
+from ..errors import ProviderError
+from ..providers.base import ChatRequest, HTTPRequest, Provider, needed_capabilities
+from .body import OFF_LOOP_BYTES
+from .observe import RequestRecord
+from .relay import EventWriter, RelayCheck, assembled, relay_stream, rename_model, translated_stream, until_disconnect
+from .routing import STREAM_ONLY_CANCEL, Resolved
+from .state import forwarded
+
+if TYPE_CHECKING:
+    from ..types import ChatResponse
+    from .state import Gateway
+    from .wire_errors import WireProtocol
+
+__all__ = ["ChatCall", "ChatWire", "serve_chat"]
+
+
+@dataclass(slots=True)
+class ChatCall:
+    """One chat request as a route read it."""
+
+    req: ChatRequest
+    stream: bool
+    body: dict[str, Any]  # the client's JSON, as sent
+    raw: bytes  # the client's bytes
+    options: dict[str, Any] = field(default_factory=dict)  # the protocol's own (include_usage, …)
+    headers: dict[str, str] = field(default_factory=dict)  # added to the answer (a clamp, …)
+    #: the body to pass through when it differs from the client's (model renamed, output clamped)
+    changed: dict[str, Any] | None = None
+
+    @property
+    def model(self) -> str | None:
+        return self.req.model
+
+    def payload(self, upstream_model: str | None) -> Any:
+        body = self.changed if self.changed is not None else self.body
+        raw = self.raw if self.changed is None else b""
+        return forwarded(body, raw, upstream_model)
+
+
+class ChatWire:
+    """One protocol's chat route. Subclasses set the class attributes and the methods."""
+
+    protocol: WireProtocol = "openai"
+    route = ""
+    #: provider types that serve this protocol themselves: requests pass through to them as bytes
+    native_types: frozenset[str] = frozenset()
+    #: how a relayed stream of this protocol ends and fails (None: never passed through)
+    check: RelayCheck | None = None
+
+    def parse(self, body: dict[str, Any], raw: bytes) -> ChatCall:
+        raise NotImplementedError
+
+    def native_request(self, provider: Provider, payload: Any) -> HTTPRequest:
+        raise NotImplementedError
+
+    def translate_instead(self, exc: ProviderError, provider_type: str) -> bool:
+        """Whether a pass-through refused this way should be translated instead (a backend without
+        the route)."""
+        return False
+
+    def response(self, resp: ChatResponse, call: ChatCall, model: str) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def writer(self, call: ChatCall, model: str) -> EventWriter:
+        raise NotImplementedError
+
+
+def _passes_through(wire: ChatWire, target: Resolved, call: ChatCall) -> bool:
+    # Not for a whole answer from llama-server: that one is streamed and assembled (see routing).
+    return target.types <= wire.native_types and (call.stream or not target.types <= STREAM_ONLY_CANCEL)
+
+
+async def serve_chat(request: Request, wire: ChatWire) -> Response:
+    gw: Gateway = request.app.state.gateway
+    rec = RequestRecord(wire.route)
+    streaming = False  # a streamed answer records its metrics when it ends, not here
+    try:
+        body, raw = await gw.accept(request, rec, wire.protocol)
+        if len(raw) > OFF_LOOP_BYTES:  # validating a huge body would stall every other request
+            call = await asyncio.to_thread(wire.parse, body, raw)
+        else:
+            call = wire.parse(body, raw)
+        target = await gw.target(call.model, rec)
+        upstream_model = target.upstream_model(call.model)
+        model = call.model or ""
+        if _passes_through(wire, target, call) and wire.check is not None:
+            payload = call.payload(upstream_model)
+            needs = [Capability.STREAM if call.stream else Capability.CHAT, *needed_capabilities(call.req)]
+
+            def build(p: Provider) -> HTTPRequest:
+                return wire.native_request(p, payload)
+
+            try:
+                if call.stream:
+                    provider, upstream = await target.client.passthrough_stream(build, needs)
+                    rec.provider = provider.name
+                    streaming = True
+                    response = relay_stream(gw, rec, upstream, wire.check, model)
+                    response.headers.update(call.headers)
+                    return response
+                got = await until_disconnect(request, target.client.passthrough(build, needs))
+                if got is None:
+                    rec.status = 499  # the client went away; the upstream call was cancelled
+                    return Response(status_code=499)
+                provider, answer = got
+                rec.provider = provider.name
+                rec.answer = answer
+                if model and b'"model"' in answer:
+                    answer = rename_model(answer, model)
+                return Response(answer, media_type="application/json", headers=call.headers)
+            except ProviderError as exc:
+                if not wire.translate_instead(exc, target.client.config.type):
+                    raise
+        # Translate: the backend speaks another protocol.
+        req = replace(call.req, model=upstream_model)
+        if call.stream:
+            chat_stream = target.client.stream_request(req)
+            await chat_stream.__aenter__()  # errors before the first byte are still a plain HTTP error
+            rec.provider = chat_stream.provider
+            streaming = True
+            response = translated_stream(gw, rec, chat_stream, wire.writer(call, model))
+            response.headers.update(call.headers)
+            return response
+        if target.types <= STREAM_ONLY_CANCEL:
+            resp = await assembled(request, target.client.stream_request(req))
+        else:
+            resp = await until_disconnect(request, target.client.chat_request(req))
+        if resp is None:
+            rec.status = 499
+            return Response(status_code=499)
+        rec.provider = resp.provider
+        rec.prompt_tokens, rec.completion_tokens = resp.usage.prompt_tokens, resp.usage.completion_tokens
+        return JSONResponse(wire.response(resp, call, model or resp.model), headers=call.headers)
+    except Exception as exc:  # every failure becomes an answer in the caller's shape
+        return gw.failure(wire.protocol, exc, rec)
+    finally:
+        if not streaming:
+            gw.finish(rec)

@@ -1,0 +1,245 @@
+"""Answers that take time: a whole answer abandoned when its client leaves, a pass-through stream
+relayed event by event (watched for a proper end, the model named as the client asked), and a
+translated stream written by a protocol's writer. Every wire protocol uses these; none copies them.
+
+Cancellation: a client that goes away cancels the handler (Starlette watches for ``http.disconnect``
+while streaming; :func:`until_disconnect` does it for whole answers), which closes the upstream
+connection rather than draining it, so llama-server frees the slot."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TYPE_CHECKING, Protocol, TypeVar
+
+from starlette.requests import Request
+from starlette.responses import StreamingResponse
+
+from ..async_transport import OpenStream, TransportFailure
+from ..errors import CorralError
+from ..events import Done, StreamEvent
+from .wire_errors import from_corral_error
+
+if TYPE_CHECKING:
+    from ..stream import AsyncChatStream
+    from ..types import ChatResponse
+    from .observe import RequestRecord
+    from .state import Gateway
+
+__all__ = [
+    "STREAM_HEADERS",
+    "EventWriter",
+    "RelayCheck",
+    "StreamFramer",
+    "assembled",
+    "relay_stream",
+    "rename_model",
+    "translated_stream",
+    "until_disconnect",
+]
+
+T = TypeVar("T")
+
+STREAM_HEADERS = {"x-accel-buffering": "no", "cache-control": "no-cache"}
+
+# A "model" key and its string value, not inside another string (there its quote is escaped).
+_MODEL = re.compile(rb'(?<!\\)"model"\s*:\s*"(?:[^"\\]|\\.)*"')
+
+
+class EventWriter(Protocol):
+    """corral stream events -> one protocol's stream frames."""
+
+    media_type: str
+
+    def start(self) -> bytes: ...
+    def event(self, e: StreamEvent) -> bytes: ...
+    def end(self) -> bytes: ...
+    def error(self, status: int, kind: str, message: str) -> bytes: ...
+
+
+class RelayCheck(Protocol):
+    """What a protocol's stream looks like, for relaying one it did not write."""
+
+    media_type: str
+    separator: bytes  # between events: b"\n\n" for SSE, b"\n" for NDJSON
+    end: re.Pattern[bytes]  # an event that ends the stream properly
+    failure: re.Pattern[bytes]  # an error event the upstream sent
+
+    def error(self, model: str, status: int, kind: str, message: str) -> bytes: ...
+
+
+def rename_model(payload: bytes, model: str) -> bytes:
+    """``payload`` with every "model" value set to ``model`` (the name the client asked for, not the
+    upstream's, which may be a file path)."""
+    value = b'"model":' + json.dumps(model, ensure_ascii=False).encode()
+    return _MODEL.sub(lambda m: value, payload)
+
+
+class StreamFramer:
+    """Cuts a relayed byte stream into whole events, renames the model in them, and notes whether the
+    upstream ended the stream properly or sent an error event. No parsing: a few regex scans."""
+
+    __slots__ = ("_buf", "_check", "_model", "_rename", "ended", "failed")
+
+    def __init__(self, check: RelayCheck, model: str) -> None:
+        self._check = check
+        self._model = model
+        self._rename = bool(model)
+        self._buf = b""
+        self.ended = False
+        self.failed = False
+
+    def feed(self, chunk: bytes) -> bytes:
+        buf = self._buf + chunk if self._buf else chunk
+        sep = self._check.separator
+        at = buf.rfind(sep)
+        if at >= 0:
+            cut = at + len(sep)
+        else:  # an upstream that ends its lines with \r\n
+            crlf = sep.replace(b"\n", b"\r\n")
+            at = buf.rfind(crlf)
+            if at < 0:
+                self._buf = buf
+                return b""
+            cut = at + len(crlf)
+        self._buf = buf[cut:]
+        return self._whole(buf[:cut])
+
+    def close(self) -> bytes:
+        rest, self._buf = self._buf, b""
+        return self._whole(rest) if rest.strip() else rest
+
+    def _whole(self, block: bytes) -> bytes:
+        if self._check.failure.search(block):
+            self.failed = True
+        if self._check.end.search(block):
+            self.ended = True
+        if self._rename and b'"model"' in block:
+            block = rename_model(block, self._model)
+        return block
+
+
+def relay_stream(
+    gw: Gateway, rec: RequestRecord, upstream: OpenStream, check: RelayCheck, model: str
+) -> StreamingResponse:
+    """Forward a pass-through stream. A stream the upstream cut (no proper end) ends with the
+    protocol's error event and is logged as 502, never relayed as a success."""
+    framer = StreamFramer(check, model)
+
+    async def body() -> AsyncIterator[bytes]:
+        try:
+            async for chunk in upstream.aiter_bytes():
+                rec.mark_first_byte()
+                out = framer.feed(chunk)
+                if out:
+                    rec.usage_from(out)
+                    yield out
+            tail = framer.close()
+            if tail:
+                rec.usage_from(tail)
+                yield tail
+            if framer.failed:
+                rec.status = 502
+            elif not framer.ended:
+                rec.status = 502
+                yield check.error(model, 502, "api_error", "upstream stream ended before the answer was complete")
+        except TransportFailure as exc:
+            # Headers are gone already: the failure travels as an error event, then the stream ends.
+            rec.status = 502
+            detail = "the connection was cut" if exc.kind == "protocol" else f"{exc.kind} failure"
+            yield check.error(model, 502, "api_error", f"upstream stream failed: {detail}")
+        finally:
+            await upstream.aclose()
+            gw.finish(rec)
+
+    return StreamingResponse(body(), media_type=check.media_type, headers=STREAM_HEADERS)
+
+
+def translated_stream(
+    gw: Gateway,
+    rec: RequestRecord,
+    chat_stream: AsyncChatStream,
+    writer: EventWriter,
+    on_done: Callable[[ChatResponse], None] | None = None,
+) -> StreamingResponse:
+    """corral events from any provider, written in the caller's protocol."""
+
+    async def body() -> AsyncIterator[bytes]:
+        try:
+            yield writer.start()
+            async for event in chat_stream:
+                rec.mark_first_byte()
+                if isinstance(event, Done):
+                    u = event.response.usage
+                    rec.prompt_tokens, rec.completion_tokens = u.prompt_tokens, u.completion_tokens
+                    if on_done is not None:
+                        on_done(event.response)
+                frame = writer.event(event)
+                if frame:
+                    yield frame
+            yield writer.end()
+        except CorralError as exc:
+            status, kind, message = from_corral_error(exc, gw.redact)
+            rec.status = status
+            yield writer.error(status, kind, message)
+        finally:
+            await chat_stream.aclose()
+            gw.finish(rec)
+
+    return StreamingResponse(body(), media_type=writer.media_type, headers=STREAM_HEADERS)
+
+
+async def assembled(request: Request, stream: AsyncChatStream) -> ChatResponse | None:
+    """A whole response read from a stream, abandoned (and the upstream closed) if the client leaves."""
+
+    async def read() -> ChatResponse:
+        async with stream:
+            return await stream.final()
+
+    return await until_disconnect(request, read())
+
+
+async def until_disconnect(request: Request, work: Awaitable[T]) -> T | None:
+    """Run ``work`` unless the client goes away first; then cancel it, which closes the upstream
+    connection so the backend stops (llama-server frees the slot). None when cancelled.
+
+    ``work`` runs in the handler's own task; one watcher task waits for ``http.disconnect`` and
+    cancels the handler task if it comes while ``work`` is running (cheaper than running ``work``
+    in a task of its own and waiting for the first of two)."""
+    handler = asyncio.current_task()
+    assert handler is not None
+    state = [True, False]  # [watching, client gone]
+
+    def on_disconnect(watcher: asyncio.Future[None]) -> None:
+        if watcher.cancelled():
+            return
+        watcher.exception()  # retrieved: a receive() that failed counts as the client gone too
+        if state[0]:
+            state[1] = True
+            handler.cancel()
+
+    watcher = asyncio.ensure_future(_disconnected(request))
+    watcher.add_done_callback(on_disconnect)
+    try:
+        return await work
+    except asyncio.CancelledError:
+        if not state[1] or handler.uncancel() > 0:
+            raise  # cancelled from elsewhere (server shutdown), not by the client leaving
+        return None
+    except CorralError:
+        if not state[1]:
+            raise
+        handler.uncancel()
+        return None
+    finally:
+        state[0] = False
+        watcher.cancel()
+
+
+async def _disconnected(request: Request) -> None:
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            return
