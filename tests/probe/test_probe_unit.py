@@ -13,9 +13,9 @@ import pytest
 
 import corral
 from corral.capabilities import Capability
-from corral.probe.capabilities import advertised
 from corral.config import ProviderConfig
 from corral.probe import ProbeResult, ValidationReport, benchmark, validate
+from corral.probe.capabilities import advertised
 from corral.probe.schema_check import schema_errors
 from corral.probe.store import failed_capabilities, load_report, probes_dir, save_report
 from corral.probe.validate import PERSON_SCHEMA, probe_gguf

@@ -20,10 +20,10 @@ from pydantic import Field
 from .. import __version__
 from ..async_client import AsyncClient
 from ..capabilities import Capability
-from ..probe.capabilities import advertised
 from ..config import find_provider, public_url
 from ..errors import CorralError
 from ..events import ContentDelta
+from ..probe.capabilities import advertised
 from ..providers.base import Provider
 from .pool import ArgumentError, ClientPool, Redactor
 from .schemas import (
