@@ -29,6 +29,7 @@ class Capability(StrEnum):
     MANAGEMENT = "model management (running/unload)"
     RERANK = "reranking"
     INFILL = "code infill (FIM)"
+    LOGPROBS = "token log probabilities"
 
 
 def require(provider_name: str, available: frozenset[Capability], wanted: Capability) -> None:

@@ -6,8 +6,9 @@ ToolCallEnd once a call's arguments are complete, and exactly one Done last.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TypeAlias
+from typing import Any, TypeAlias
 
 from .types import ChatResponse, ToolCall
 
@@ -17,6 +18,8 @@ __all__ = ["ContentDelta", "Done", "ReasoningDelta", "StreamEvent", "ToolCallDel
 @dataclass(frozen=True, slots=True)
 class ContentDelta:
     text: str
+    #: the tokens' log probabilities (OpenAI's ``logprobs.content`` items), when asked for
+    logprobs: tuple[Mapping[str, Any], ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)

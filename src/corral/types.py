@@ -235,6 +235,9 @@ class ChatResponse:
     timings: Timings | None = None
     provider: str = ""
     parsed: Any = None  # structured output, when response_format asked for it
+    stop_sequence: str | None = None  # the stop string that ended the answer, when the server says
+    #: per-token log probabilities (OpenAI's ``logprobs.content`` items), when asked for
+    logprobs: tuple[Mapping[str, Any], ...] | None = None
 
     @property
     def message(self) -> Message:

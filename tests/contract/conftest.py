@@ -171,7 +171,10 @@ _OPENAI_FIELDS = {
     "model", "messages", "max_tokens", "max_completion_tokens", "temperature", "top_p", "seed", "stop", "stream",
     "stream_options", "tools", "tool_choice", "response_format", "n", "user", "parallel_tool_calls",
 }  # fmt: skip
-_LLAMA_SERVER_FIELDS = _OPENAI_FIELDS | {"json_schema", "grammar", "cache_prompt", "n_predict", "top_k", "min_p"}
+_LLAMA_SERVER_FIELDS = _OPENAI_FIELDS | {
+    "json_schema", "grammar", "cache_prompt", "n_predict", "top_k", "min_p", "timings_per_token", "verbose",
+    "chat_template_kwargs", "thinking_budget_tokens", "reasoning_effort", "logprobs", "top_logprobs",
+}  # fmt: skip
 
 
 def _openai_tool(tool: Any) -> tuple[str, str | None, Any]:

@@ -28,6 +28,7 @@ from ..types import (
 T = TypeVar("T")
 
 __all__ = [
+    "REASONING_EFFORTS",
     "UNSET",
     "Call",
     "ChatRequest",
@@ -48,6 +49,8 @@ class _Unset:
 
 UNSET: Any = _Unset()  # "not given": distinct from None, which means "no timeout"
 
+REASONING_EFFORTS = ("none", "minimal", "low", "medium", "high")
+
 
 @dataclass(frozen=True, slots=True)
 class ChatRequest:
@@ -64,6 +67,14 @@ class ChatRequest:
     output_type: Any = None  # a pydantic model class to validate into, if given
     grammar: str | None = None
     extra_body: Mapping[str, Any] = field(default_factory=dict)
+    #: thinking: None leaves it to the model and server; False turns it off; True asks for it
+    thinking: bool | None = None
+    thinking_budget: int | None = None  # most tokens to spend thinking (Anthropic's budget_tokens)
+    reasoning_effort: str | None = None  # OpenAI's "minimal" | "low" | "medium" | "high"
+    logprobs: bool = False
+    top_logprobs: int | None = None
+    #: False: structured output is returned as the model wrote it, not parsed (a gateway relays it)
+    parse_output: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,9 +212,23 @@ def build_chat_request(
     response_format: Any = None,
     grammar: str | None = None,
     extra_body: Mapping[str, Any] | None = None,
+    thinking: bool | None = None,
+    thinking_budget: int | None = None,
+    reasoning_effort: str | None = None,
+    logprobs: bool = False,
+    top_logprobs: int | None = None,
+    parse_output: bool = True,
 ) -> ChatRequest:
     """Validate and normalise what a caller passed to chat()/stream()."""
     check_sampling(max_tokens, temperature, top_p)
+    if thinking_budget is not None and (not isinstance(thinking_budget, int) or thinking_budget < 0):
+        raise ConfigurationError(f"thinking budget must be a non-negative integer, got {thinking_budget!r}")
+    if reasoning_effort is not None and reasoning_effort not in REASONING_EFFORTS:
+        raise ConfigurationError(
+            f"reasoning_effort must be one of {', '.join(REASONING_EFFORTS)}, got {reasoning_effort!r}"
+        )
+    if top_logprobs is not None and (not isinstance(top_logprobs, int) or not 0 <= top_logprobs <= 20):
+        raise ConfigurationError(f"top_logprobs must be an integer from 0 to 20, got {top_logprobs!r}")
     for i, tool in enumerate(tools or ()):
         fn = tool.get("function") if isinstance(tool, Mapping) else None
         if not isinstance(fn, Mapping) or not isinstance(fn.get("name"), str):
@@ -225,6 +250,12 @@ def build_chat_request(
         output_type=output_type,
         grammar=grammar,
         extra_body=dict(extra_body or {}),
+        thinking=thinking,
+        thinking_budget=thinking_budget,
+        reasoning_effort=reasoning_effort,
+        logprobs=bool(logprobs or top_logprobs),
+        top_logprobs=top_logprobs,
+        parse_output=parse_output,
     )
 
 
@@ -251,6 +282,8 @@ def needed_capabilities(req: ChatRequest) -> list[Capability]:
         needs.append(Capability.STRUCTURED_OUTPUT)
     if req.grammar is not None:
         needs.append(Capability.GRAMMAR)
+    if req.logprobs:
+        needs.append(Capability.LOGPROBS)
     if any(isinstance(p, ImagePart) for m in req.messages if isinstance(m.content, tuple) for p in m.content):
         needs.append(Capability.VISION)
     return needs

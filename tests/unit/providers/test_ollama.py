@@ -301,7 +301,8 @@ def test_streamed_tool_calls_each_get_an_index_and_id(client, router):
         ]
     )
     router.post(CHAT).mock(side_effect=lambda request: streamed(body, step=11))
-    with client.stream("weather and time?", tools=[WEATHER_TOOL]) as s:
+    time_tool = {"type": "function", "function": {"name": "get_time", "parameters": {"type": "object"}}}
+    with client.stream("weather and time?", tools=[WEATHER_TOOL, time_tool]) as s:
         events = list(s)
     ends = [e for e in events if isinstance(e, ToolCallEnd)]
     made_up = ends[0].call.id

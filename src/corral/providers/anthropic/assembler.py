@@ -65,10 +65,19 @@ class _Block:
 class MessageAssembler:
     """Feed it the parts of one Anthropic message; ``finish()`` gives the ChatResponse."""
 
-    def __init__(self, provider: str, *, response_format: Mapping[str, Any] | None = None, output_type: Any = None):
+    def __init__(
+        self,
+        provider: str,
+        *,
+        response_format: Mapping[str, Any] | None = None,
+        output_type: Any = None,
+        parse: bool = True,
+    ):
         self.provider = provider
         self._format = response_format
         self._output_type = output_type
+        self._parse = parse  # False: structured output is the text, unparsed (a gateway relays it)
+        self._stop_sequence: str | None = None
         self._blocks: dict[int, _Block] = {}
         self._calls = 0
         self._id = ""
@@ -87,6 +96,9 @@ class MessageAssembler:
         reason = delta.get("stop_reason")
         if isinstance(reason, str) and reason:
             self._stop_reason = reason
+        matched = delta.get("stop_sequence")
+        if isinstance(matched, str):
+            self._stop_sequence = matched
         self._add_usage(usage)
 
     def message_stop(self) -> list[StreamEvent]:
@@ -210,7 +222,7 @@ class MessageAssembler:
         cached = u.get("cache_read_input_tokens", 0)
         prompt = u.get("input_tokens", 0) + cached + u.get("cache_creation_input_tokens", 0)
         parsed = None
-        if self._format is not None and not calls:
+        if self._format is not None and self._parse and not calls:
             try:
                 parsed = parse_structured(content, self._format, self._output_type)
             except StructuredOutputError as exc:
@@ -229,4 +241,5 @@ class MessageAssembler:
             tool_calls=calls,
             provider=self.provider,
             parsed=parsed,
+            stop_sequence=self._stop_sequence if self._stop_reason == "stop_sequence" else None,
         )

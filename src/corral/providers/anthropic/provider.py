@@ -56,7 +56,9 @@ class AnthropicProvider(Provider):
 
     # -- chat -------------------------------------------------------------------------------------------
     def new_assembler(self, req: ChatRequest) -> MessageAssembler:
-        return MessageAssembler(self.name, response_format=req.response_format, output_type=req.output_type)
+        return MessageAssembler(
+            self.name, response_format=req.response_format, output_type=req.output_type, parse=req.parse_output
+        )
 
     def chat(self, req: ChatRequest) -> Call[ChatResponse]:
         body = build_body(req, self.config, stream=False)

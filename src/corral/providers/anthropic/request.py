@@ -66,9 +66,28 @@ def _tool_choice(choice: Any) -> dict[str, Any]:
     )
 
 
-def _thinking_on(extra: Mapping[str, Any]) -> bool:
-    thinking = extra.get("thinking")
-    return isinstance(thinking, Mapping) and thinking.get("type") not in (None, "disabled")
+# OpenAI's reasoning efforts as Anthropic thinking budgets (1024 is the API's least).
+EFFORT_BUDGET = {"minimal": 1024, "low": 2048, "medium": 8192, "high": 24576}
+
+
+def _thinking(req: ChatRequest, max_tokens: int) -> dict[str, Any] | None:
+    """Anthropic's ``thinking`` for the request's thinking fields (None: leave it out)."""
+    if req.thinking is False or req.reasoning_effort == "none" or req.thinking_budget == 0:
+        return {"type": "disabled"}
+    budget = req.thinking_budget or EFFORT_BUDGET.get(req.reasoning_effort or "")
+    if budget is None and req.thinking:
+        budget = EFFORT_BUDGET["low"]
+    if budget is None:
+        return None
+    # The API wants 1024 <= budget_tokens < max_tokens.
+    return {"type": "enabled", "budget_tokens": max(1024, min(budget, max_tokens - 1))}
+
+
+def _thinking_on(req: ChatRequest) -> bool:
+    extra = req.extra_body.get("thinking")
+    if isinstance(extra, Mapping):
+        return extra.get("type") not in (None, "disabled")
+    return bool(req.thinking or req.thinking_budget or req.reasoning_effort not in (None, "none"))
 
 
 def _json_tool(fmt: Mapping[str, Any]) -> dict[str, Any]:
@@ -86,7 +105,7 @@ def _json_tool(fmt: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _structured_choice(req: ChatRequest) -> dict[str, Any]:
-    if _thinking_on(req.extra_body):
+    if _thinking_on(req):
         # The API refuses forced tool use with extended thinking; a JSON text answer is parsed instead.
         return {"type": "auto"}
     if req.tools and req.tool_choice not in (None, "auto", "none"):
@@ -119,6 +138,9 @@ def build_body(req: ChatRequest, config: ProviderConfig, *, stream: bool) -> dic
         body["tool_choice"] = _tool_choice(req.tool_choice)
     if tools:
         body["tools"] = tools
+    thinking = _thinking(req, body["max_tokens"])
+    if thinking is not None:
+        body["thinking"] = thinking
     if stream:
         body["stream"] = True
     body.update(req.extra_body)

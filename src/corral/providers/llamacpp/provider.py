@@ -80,7 +80,30 @@ class LlamaCppProvider(OpenAICompatProvider):
                 body["json_schema"] = schema
         if req.grammar is not None:
             body["grammar"] = req.grammar
+        if stream:
+            # Every chunk then carries llama.cpp's timings: the prompt's size is known at the first
+            # token, not only at the end (an Anthropic client reads it from message_start).
+            body.setdefault("timings_per_token", True)
+        if req.stop:
+            # The last chunk then says which stop string ended the answer (Anthropic's stop_sequence).
+            body.setdefault("verbose", True)
         return body
+
+    def reasoning_fields(self, req: ChatRequest, body: dict[str, Any]) -> None:
+        """llama.cpp's own fields: the chat template's ``enable_thinking`` and a per-request budget;
+        ``reasoning_effort`` also reaches templates that read it (gpt-oss)."""
+        off = req.thinking is False or req.reasoning_effort == "none" or req.thinking_budget == 0
+        on = req.thinking is True or req.thinking_budget or req.reasoning_effort not in (None, "none")
+        if off or on:
+            kwargs = dict(body.get("chat_template_kwargs") or {})
+            kwargs.setdefault("enable_thinking", not off)
+            body["chat_template_kwargs"] = kwargs
+        if off:
+            body["thinking_budget_tokens"] = 0
+        elif req.thinking_budget:
+            body["thinking_budget_tokens"] = req.thinking_budget
+        if req.reasoning_effort not in (None, "none"):
+            body["reasoning_effort"] = req.reasoning_effort
 
     # -- live capabilities ---------------------------------------------------------------------------------
     def probe(self, capability: Capability) -> Call[bool] | None:

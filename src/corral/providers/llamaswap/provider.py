@@ -60,7 +60,8 @@ class LlamaSwapProvider(OpenAICompatProvider):
 
     # chat_body is openai_compat's: it sends the legacy "max_tokens", which llama-server honours.
     def new_assembler(self, req: ChatRequest) -> LoadingStateFilter:
-        return LoadingStateFilter(self.name, response_format=req.response_format, output_type=req.output_type)
+        fmt = req.response_format if req.parse_output else None
+        return LoadingStateFilter(self.name, response_format=fmt, output_type=req.output_type, tools=req.tools)
 
     # -- llama-swap's own routes ------------------------------------------------------------------------
     def health(self) -> Call[Health]:

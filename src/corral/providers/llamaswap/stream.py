@@ -15,7 +15,7 @@ OpenAI-compatible upstream carries. They all come before the first real chunk
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ...events import StreamEvent
@@ -45,8 +45,15 @@ class LoadingStateFilter(ChunkAssembler):
     """A ChunkAssembler that drops llama-swap's loading-state chunks (kept in ``loading``), so they
     never become ReasoningDelta events or ``ChatResponse.reasoning``; real reasoning is untouched."""
 
-    def __init__(self, provider: str, *, response_format: Mapping[str, Any] | None = None, output_type: Any = None):
-        super().__init__(provider, response_format=response_format, output_type=output_type)
+    def __init__(
+        self,
+        provider: str,
+        *,
+        response_format: Mapping[str, Any] | None = None,
+        output_type: Any = None,
+        tools: Sequence[Mapping[str, Any]] = (),
+    ):
+        super().__init__(provider, response_format=response_format, output_type=output_type, tools=tools)
         self.loading: list[str] = []
         self._upstream_started = False
 

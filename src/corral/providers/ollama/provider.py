@@ -111,6 +111,12 @@ class OllamaProvider(Provider):
             schema = schema_of(req.response_format)
             body["format"] = schema if schema is not None else "json"
         self._keep_alive_into(body)
+        if req.thinking is False or req.reasoning_effort == "none" or req.thinking_budget == 0:
+            body["think"] = False
+        elif req.reasoning_effort in ("low", "medium", "high"):
+            body["think"] = req.reasoning_effort  # gpt-oss takes a level; others read it as on
+        elif req.thinking or req.thinking_budget or req.reasoning_effort == "minimal":
+            body["think"] = True
         extra = dict(req.extra_body)  # e.g. {"think": True}, {"options": {"num_ctx": 8192}}
         extra_options = extra.pop("options", None)
         if isinstance(extra_options, Mapping):
@@ -123,7 +129,8 @@ class OllamaProvider(Provider):
         return body
 
     def new_state(self, req: ChatRequest) -> OllamaStreamState:
-        return OllamaStreamState(self.name, response_format=req.response_format, output_type=req.output_type)
+        fmt = req.response_format if req.parse_output else None
+        return OllamaStreamState(self.name, response_format=fmt, output_type=req.output_type, tools=req.tools)
 
     def chat(self, req: ChatRequest) -> Call[ChatResponse]:
         def parse(status: int, raw: bytes) -> ChatResponse:

@@ -9,12 +9,12 @@ provider.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ...errors import ResponseError, error_from_response
 from ...events import StreamEvent
-from ...types import ChatResponse
+from ...types import ChatResponse, Usage
 from ..openai_compat.stream import ChunkAssembler
 
 __all__ = ["OllamaStreamState", "ollama_timings"]
@@ -47,9 +47,16 @@ def ollama_timings(payload: Mapping[str, Any]) -> dict[str, Any] | None:
 class OllamaStreamState:
     """Feed Ollama chat objects; ``finish()`` once the ``done: true`` object has arrived."""
 
-    def __init__(self, provider: str, *, response_format: Mapping[str, Any] | None = None, output_type: Any = None):
+    def __init__(
+        self,
+        provider: str,
+        *,
+        response_format: Mapping[str, Any] | None = None,
+        output_type: Any = None,
+        tools: Sequence[Mapping[str, Any]] = (),
+    ):
         self.provider = provider
-        self._asm = ChunkAssembler(provider, response_format=response_format, output_type=output_type)
+        self._asm = ChunkAssembler(provider, response_format=response_format, output_type=output_type, tools=tools)
         self._calls = 0  # tool calls seen so far: Ollama sends each one whole, without an index
         self._done = False
 
@@ -110,3 +117,6 @@ class OllamaStreamState:
                 raw=None,
             )
         return self._asm.finish()
+
+    def usage_so_far(self) -> Usage | None:
+        return self._asm.usage_so_far()

@@ -32,6 +32,7 @@ class OpenAICompatProvider(Provider):
             Capability.HEALTH,
             Capability.VISION,
             Capability.IMAGES,
+            Capability.LOGPROBS,
         }
     )
 
@@ -68,6 +69,11 @@ class OpenAICompatProvider(Provider):
             body["tool_choice"] = req.tool_choice
         if req.response_format is not None:
             body["response_format"] = dict(req.response_format)
+        if req.logprobs:
+            body["logprobs"] = True
+            if req.top_logprobs is not None:
+                body["top_logprobs"] = req.top_logprobs
+        self.reasoning_fields(req, body)
         if stream:
             body["stream"] = True
             body["stream_options"] = {"include_usage": True}
@@ -75,8 +81,18 @@ class OpenAICompatProvider(Provider):
             body.update(req.extra_body)
         return body
 
+    def reasoning_fields(self, req: ChatRequest, body: dict[str, Any]) -> None:
+        """OpenAI's wire knows only ``reasoning_effort`` (a budget has no equivalent there)."""
+        if req.reasoning_effort is not None:
+            body["reasoning_effort"] = req.reasoning_effort
+
     def new_assembler(self, req: ChatRequest) -> ChunkAssembler:
-        return ChunkAssembler(self.name, response_format=req.response_format, output_type=req.output_type)
+        return ChunkAssembler(
+            self.name,
+            response_format=req.response_format if req.parse_output else None,
+            output_type=req.output_type,
+            tools=req.tools,
+        )
 
     def chat(self, req: ChatRequest) -> Call[ChatResponse]:
         def parse(status: int, body: bytes) -> ChatResponse:

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ...errors import ResponseError, StructuredOutputError, error_from_response
 from ...events import ContentDelta, ReasoningDelta, StreamEvent, ToolCallDelta, ToolCallEnd
 from ...reasoning import ThinkSplitter
 from ...structured import parse_structured
+from ...toolcalls import Refused, checked_calls, refusal_text
 from ...types import ChatResponse, Timings, ToolCall, Usage
 
 __all__ = ["ChunkAssembler", "raise_stream_error"]
@@ -47,11 +48,16 @@ class ChunkAssembler:
         response_format: Mapping[str, Any] | None = None,
         output_type: Any = None,
         ignore_reasoning: bool = False,
+        tools: Sequence[Mapping[str, Any]] = (),
     ) -> None:
         self.provider = provider
         self._format = response_format
         self._output_type = output_type
         self._ignore_reasoning = ignore_reasoning
+        self._tools = tools
+        self._checked: tuple[list[ToolCall], list[Refused]] | None = None
+        self._logprobs: list[Mapping[str, Any]] | None = None
+        self._stop_sequence: str | None = None
         self._think = ThinkSplitter()
         self._content: list[str] = []
         self._reasoning: list[str] = []
@@ -77,7 +83,11 @@ class ChunkAssembler:
             delta = choice.get("delta")
             if delta is None:
                 delta = choice.get("message") or {}
-            self._delta(delta, out)
+            logprobs = choice.get("logprobs")
+            tokens = logprobs.get("content") if isinstance(logprobs, Mapping) else None
+            if isinstance(tokens, list) and tokens:
+                self._logprobs = (self._logprobs or []) + tokens
+            self._delta(delta, out, tuple(tokens) if isinstance(tokens, list) and tokens else None)
             if choice.get("finish_reason"):
                 self._finish = str(choice["finish_reason"])
                 out.extend(self._flush_text())
@@ -93,9 +103,22 @@ class ChunkAssembler:
         timings = payload.get("timings")
         if isinstance(timings, Mapping):
             self._timings = Timings.from_llamacpp(timings)
+        verbose = payload.get("__verbose")  # llama.cpp, asked with "verbose": which stop string matched
+        if isinstance(verbose, Mapping) and verbose.get("stop_type") == "word":
+            word = verbose.get("stopping_word")
+            self._stop_sequence = word if isinstance(word, str) and word else None
         return out
 
-    def _delta(self, delta: Mapping[str, Any], out: list[StreamEvent]) -> None:
+    def usage_so_far(self) -> Usage | None:
+        """The usage known before the end (llama.cpp's per-token timings), or None."""
+        if self._usage is not None:
+            return self._usage
+        t = self._timings
+        return Usage(t.prompt_tokens + t.cached_tokens, t.predicted_tokens, t.cached_tokens) if t else None
+
+    def _delta(
+        self, delta: Mapping[str, Any], out: list[StreamEvent], logprobs: tuple[Mapping[str, Any], ...] | None
+    ) -> None:
         reasoning = delta.get("reasoning_content") or delta.get("reasoning")
         if isinstance(reasoning, str) and reasoning and not self._ignore_reasoning:
             self._reasoning.append(reasoning)
@@ -103,17 +126,20 @@ class ChunkAssembler:
         content = delta.get("content")
         if isinstance(content, str) and content:
             for kind, text in self._think.feed(content):
-                self._text_event(kind, text, out)
+                self._text_event(kind, text, out, logprobs)
+                logprobs = None  # given once, with the chunk's first text
         for i, tc in enumerate(delta.get("tool_calls") or ()):
             self._tool_delta(tc, i, out)
 
-    def _text_event(self, kind: str, text: str, out: list[StreamEvent]) -> None:
+    def _text_event(
+        self, kind: str, text: str, out: list[StreamEvent], logprobs: tuple[Mapping[str, Any], ...] | None = None
+    ) -> None:
         if kind == "reasoning":
             self._reasoning.append(text)
             out.append(ReasoningDelta(text))
         else:
             self._content.append(text)
-            out.append(ContentDelta(text))
+            out.append(ContentDelta(text, logprobs))
 
     def _flush_text(self) -> list[StreamEvent]:
         out: list[StreamEvent] = []
@@ -143,7 +169,21 @@ class ChunkAssembler:
         out.append(ToolCallDelta(index, call_id or None, name or None, args or ""))
 
     def _end_calls(self) -> list[StreamEvent]:
-        return [ToolCallEnd(i, self._call(i, p)) for i, p in sorted(self._calls.items())]
+        """The calls, repaired and checked once the model has finished them: each callable one as a
+        ToolCallEnd, the refused ones as text (see corral.toolcalls)."""
+        good, refused = self._checked_calls()
+        out: list[StreamEvent] = [ToolCallEnd(i, c) for i, c in enumerate(good)]
+        if refused:
+            text = ("\n" if self._content else "") + refusal_text(refused)
+            self._content.append(text)
+            out.append(ContentDelta(text))
+        return out
+
+    def _checked_calls(self) -> tuple[list[ToolCall], list[Refused]]:
+        if self._checked is None:
+            raw = [self._call(i, p) for i, p in sorted(self._calls.items())]
+            self._checked = checked_calls(raw, self._tools, self._finish) if raw else ([], [])
+        return self._checked
 
     def _call(self, index: int, pending: _PendingCall) -> ToolCall:
         if not pending.id:
@@ -158,7 +198,11 @@ class ChunkAssembler:
                 "stream ended before the server sent a finish reason (connection cut or server crashed)",
                 raw="".join(self._content)[-500:],
             )
-        calls = tuple(self._call(i, p) for i, p in sorted(self._calls.items()))
+        good, refused = self._checked_calls()
+        calls = tuple(good)
+        finish = self._finish
+        if refused and not calls and finish == "tool_calls":
+            finish = "stop"  # what the model meant as calls is text now: nothing to call
         usage = self._usage
         if usage is None and self._timings is not None:
             t = self._timings
@@ -176,7 +220,7 @@ class ChunkAssembler:
                 raise
         return ChatResponse(
             content=content,
-            finish_reason=self._finish,
+            finish_reason=finish,
             usage=usage or Usage(),
             model=self._model,
             id=self._id,
@@ -185,4 +229,6 @@ class ChunkAssembler:
             timings=self._timings,
             provider=self.provider,
             parsed=parsed,
+            stop_sequence=self._stop_sequence if finish == "stop" else None,
+            logprobs=tuple(self._logprobs) if self._logprobs is not None else None,
         )
