@@ -12,7 +12,7 @@ from .errors import CorralError
 from .events import Done, StreamEvent
 from .sse import DONE, StreamDecoder
 from .transport import failure_error, translate_error
-from .types import ChatResponse
+from .types import ChatResponse, Usage
 
 if TYPE_CHECKING:
     from contextlib import AbstractContextManager
@@ -185,6 +185,12 @@ class AsyncChatStream:
         if self._pump is None or self._pump.response is None:
             raise CorralError("stream was closed before it finished")
         return self._pump.response
+
+    def usage_so_far(self) -> Usage | None:
+        """The usage known before the stream ends (llama.cpp's per-token timings), or None."""
+        state = self._pump._state if self._pump is not None else None
+        known = getattr(state, "usage_so_far", None)
+        return known() if known is not None else None
 
     async def aclose(self) -> None:
         if self._closed:

@@ -8,6 +8,7 @@ streamed, and which backends speak it natively."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -24,7 +25,7 @@ from .routing import STREAM_ONLY_CANCEL, Resolved
 from .state import forwarded
 
 if TYPE_CHECKING:
-    from ..types import ChatResponse
+    from ..types import ChatResponse, Usage
     from .state import Gateway
     from .wire_errors import WireProtocol
 
@@ -43,6 +44,8 @@ class ChatCall:
     headers: dict[str, str] = field(default_factory=dict)  # added to the answer (a clamp, …)
     #: the body to pass through when it differs from the client's (model renamed, output clamped)
     changed: dict[str, Any] | None = None
+    #: the usage known so far of a translated stream (llama.cpp's per-token timings), for writers
+    usage_so_far: Callable[[], Usage | None] | None = None
 
     @property
     def model(self) -> str | None:
@@ -70,6 +73,11 @@ class ChatWire:
     def native_request(self, provider: Provider, payload: Any) -> HTTPRequest:
         raise NotImplementedError
 
+    def passes_through(self, target: Resolved, call: ChatCall) -> bool:
+        """Whether this request goes to the backend as the client's bytes. Not for a whole answer from
+        llama-server: that one is streamed and assembled, so that a client leaving stops it (routing)."""
+        return target.types <= self.native_types and (call.stream or not target.types <= STREAM_ONLY_CANCEL)
+
     def translate_instead(self, exc: ProviderError, provider_type: str) -> bool:
         """Whether a pass-through refused this way should be translated instead (a backend without
         the route)."""
@@ -80,11 +88,6 @@ class ChatWire:
 
     def writer(self, call: ChatCall, model: str) -> EventWriter:
         raise NotImplementedError
-
-
-def _passes_through(wire: ChatWire, target: Resolved, call: ChatCall) -> bool:
-    # Not for a whole answer from llama-server: that one is streamed and assembled (see routing).
-    return target.types <= wire.native_types and (call.stream or not target.types <= STREAM_ONLY_CANCEL)
 
 
 async def serve_chat(request: Request, wire: ChatWire) -> Response:
@@ -100,7 +103,7 @@ async def serve_chat(request: Request, wire: ChatWire) -> Response:
         target = await gw.target(call.model, rec)
         upstream_model = target.upstream_model(call.model)
         model = call.model or ""
-        if _passes_through(wire, target, call) and wire.check is not None:
+        if wire.check is not None and wire.passes_through(target, call):
             payload = call.payload(upstream_model)
             needs = [Capability.STREAM if call.stream else Capability.CHAT, *needed_capabilities(call.req)]
 
@@ -134,6 +137,7 @@ async def serve_chat(request: Request, wire: ChatWire) -> Response:
             chat_stream = target.client.stream_request(req)
             await chat_stream.__aenter__()  # errors before the first byte are still a plain HTTP error
             rec.provider = chat_stream.provider
+            call.usage_so_far = chat_stream.usage_so_far
             streaming = True
             response = translated_stream(gw, rec, chat_stream, wire.writer(call, model))
             response.headers.update(call.headers)

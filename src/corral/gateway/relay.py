@@ -167,8 +167,9 @@ def translated_stream(
     """corral events from any provider, written in the caller's protocol."""
 
     async def body() -> AsyncIterator[bytes]:
+        # The writer starts with the first event (usage is known by then on llama.cpp); the headers
+        # went out already, when the response started.
         try:
-            yield writer.start()
             async for event in chat_stream:
                 rec.mark_first_byte()
                 if isinstance(event, Done):

@@ -16,12 +16,10 @@ if TYPE_CHECKING:
     from .aiohttp_transport import AiohttpTransport
     from .observe import RequestRecord
 
-__all__ = ["MESSAGES_NATIVE", "OPENAI_SHAPED", "STREAM_ONLY_CANCEL", "Resolved", "Router"]
+__all__ = ["LLAMACPP_TYPES", "OPENAI_SHAPED", "STREAM_ONLY_CANCEL", "Resolved", "Router"]
 
 # Provider types whose wire is OpenAI's: requests in OpenAI shape pass through to them untouched.
 OPENAI_SHAPED = frozenset({"llamacpp", "openai", "llama-swap", "embedded", "zero-setup"})
-# Provider types that serve the Anthropic Messages API natively (llama-server has /v1/messages).
-MESSAGES_NATIVE = frozenset({"llamacpp", "embedded", "zero-setup", "anthropic"})
 # llama-server notices a vanished client only while it streams tokens (llama.cpp #24496): a
 # non-streamed request to it is sent streamed and assembled here, so a disconnect still frees the slot.
 STREAM_ONLY_CANCEL = frozenset({"llamacpp", "embedded", "zero-setup"})

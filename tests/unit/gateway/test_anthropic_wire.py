@@ -161,7 +161,8 @@ def test_claude_code_style_request_becomes_the_right_corral_messages() -> None:
     assert (req.tool_choice, req.model, req.max_tokens, req.temperature, req.stop) == (
         "required", "local-model", 1024, 0.5, ("</done>",),
     )  # fmt: skip
-    assert req.extra_body == {"top_k": 40, "thinking": {"type": "enabled", "budget_tokens": 2048}}
+    assert req.extra_body == {"top_k": 40}
+    assert (req.thinking, req.thinking_budget) == (True, 2048)
     assert req.response_format == {
         "type": "json_schema",
         "json_schema": {"name": "output", "schema": {"type": "object"}},
@@ -402,10 +403,12 @@ def test_blocks_open_and_close_as_the_kind_changes() -> None:
     assert kinds == [
         "message_start",
         "content_block_start", "content_block_delta", "content_block_stop",
-        "content_block_start", "content_block_delta", "content_block_stop",
+        "content_block_start", "content_block_delta", "content_block_delta", "content_block_stop",
         "content_block_start", "content_block_delta", "content_block_stop",
         "message_delta", "message_stop",
     ]  # fmt: skip
+    # A thinking block ends with its signature, as Anthropic's do (the SDKs read it from signature_delta).
+    assert got[6][1]["delta"] == {"type": "signature_delta", "signature": "corral"}
     starts = [d for e, d in got if e == "content_block_start"]
     assert [(d["index"], d["content_block"]["type"]) for d in starts] == [(0, "text"), (1, "thinking"), (2, "text")]
     assert all(d["type"] == e for e, d in got)

@@ -14,13 +14,11 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from ...errors import ProviderError
 from ...providers.base import HTTPRequest, Provider
 from ...types import ChatResponse
 from ..chat import ChatCall, ChatWire, serve_chat
 from ..observe import RequestRecord
 from ..relay import EventWriter
-from ..routing import MESSAGES_NATIVE
 from ..state import Gateway
 from .wire import AnthropicEventWriter, anthropic_response, chat_request_from_anthropic, count_tokens_request
 
@@ -45,9 +43,14 @@ class _Relay:
 
 
 class AnthropicMessages(ChatWire):
+    """Passed through to Anthropic itself; translated for every other backend, llama-server included:
+    its own /v1/messages reports stop sequences as end_turn, knows no thinking budget, and cannot
+    have its tool calls repaired and checked, so corral speaks Anthropic for it (llama.cpp's OpenAI
+    route upstream, with per-token timings for message_start's input tokens)."""
+
     protocol = "anthropic"
     route = "/v1/messages"
-    native_types = MESSAGES_NATIVE
+    native_types = frozenset({"anthropic"})
     check = _Relay()
 
     def parse(self, body: dict[str, Any], raw: bytes) -> ChatCall:
@@ -57,15 +60,15 @@ class AnthropicMessages(ChatWire):
     def native_request(self, provider: Provider, payload: Any) -> HTTPRequest:
         return HTTPRequest("POST", _native_url(provider, "/v1/messages"), payload, model_route=True)
 
-    def translate_instead(self, exc: ProviderError, provider_type: str) -> bool:
-        # An older llama-server without /v1/messages: translate instead.
-        return exc.status in (404, 405) and provider_type != "anthropic"
-
     def response(self, resp: ChatResponse, call: ChatCall, model: str) -> dict[str, Any]:
         return anthropic_response(resp, model=model)
 
     def writer(self, call: ChatCall, model: str) -> EventWriter:
-        return AnthropicEventWriter(model, f"msg_{uuid.uuid4().hex[:24]}")
+        choice = call.req.tool_choice
+        forced = choice == "required" or isinstance(choice, dict)  # the answer must be a call: no text first
+        return AnthropicEventWriter(
+            model, f"msg_{uuid.uuid4().hex[:24]}", usage=call.usage_so_far, hold_content=forced
+        )
 
 
 ANTHROPIC_MESSAGES = AnthropicMessages()

@@ -8,11 +8,15 @@ field's path in Anthropic's style ("messages.0.content.1.type: ..."), also given
   blank line, assistant text blocks concatenated; thinking -> reasoning; redacted_thinking dropped.
 * A user turn's tool_result blocks become tool messages, then one user message holds the turn's
   other blocks plus any images the tool results carried. ``is_error`` results read "Error: <text>".
-* ``top_k`` and ``thinking`` go to extra_body, ``output_config.format`` (json_schema) to
-  response_format; metadata, effort, cache_control, disable_parallel_tool_use and unknown fields are
-  ignored; server tools (a ``type`` like "web_search_20250305") are refused.
-* Tool arguments that are not a JSON object go out as ``{"_invalid_arguments": "<raw text>"}``, so
-  the client's schema check fails visibly and the model sees what it wrote.
+* ``thinking`` ({type: enabled, budget_tokens} / disabled / adaptive) becomes corral's thinking
+  fields (llama.cpp: enable_thinking and thinking_budget_tokens); ``top_k`` goes to extra_body,
+  ``output_config.format`` (json_schema) to response_format; metadata, effort, cache_control,
+  context_management, disable_parallel_tool_use and unknown fields are ignored; server tools (a
+  ``type`` like "web_search_20250305") are refused.
+* Answers: reasoning is a ``thinking`` block with a signature (corral's, so the SDKs accept it and a
+  client may send the block back in its history); a stop string that ended the answer is
+  ``stop_reason: "stop_sequence"`` with the string. Tool calls were repaired and checked by corral
+  (:mod:`corral.toolcalls`): one that could not be made valid arrives as text, never as tool_use.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from ...errors import ConfigurationError
@@ -251,9 +255,7 @@ def _parse(body: Any, *, require_max_tokens: bool) -> ChatRequest:
     _need(top_k is None or _is_int(top_k, 0), "top_k", f"must be a non-negative integer, got {top_k!r}")
     if top_k is not None:
         extra["top_k"] = top_k
-    if b.get("thinking") is not None:
-        _need(isinstance(b["thinking"], Mapping), "thinking", "must be an object")
-        extra["thinking"] = dict(b["thinking"])
+    thinking, budget = _thinking(b.get("thinking"))
     try:
         return build_chat_request(
             ([Message("system", system)] if system else []) + messages,
@@ -266,9 +268,27 @@ def _parse(body: Any, *, require_max_tokens: bool) -> ChatRequest:
             tools=tools,
             tool_choice=_tool_choice(b.get("tool_choice"), tools),
             extra_body=extra,
+            thinking=thinking,
+            thinking_budget=budget,
+            parse_output=False,  # the model's text is relayed as written, with its true stop reason
         )
     except ConfigurationError as exc:
         raise config_error(exc) from None
+
+
+def _thinking(value: Any) -> tuple[bool | None, int | None]:
+    """Anthropic's ``thinking`` as (on/off/unsaid, budget)."""
+    if value is None:
+        return None, None
+    _need(isinstance(value, Mapping), "thinking", "must be an object")
+    kind = value.get("type")
+    ok = kind in ("enabled", "disabled", "adaptive")
+    _need(ok, "thinking.type", f"must be enabled, disabled or adaptive, got {kind!r}")
+    if kind == "disabled":
+        return False, None
+    budget = value.get("budget_tokens")
+    _need(budget is None or _is_int(budget, 1), "thinking.budget_tokens", f"must be a positive integer, got {budget!r}")
+    return True, budget
 
 
 def chat_request_from_anthropic(body: Any) -> ChatRequest:
@@ -293,10 +313,16 @@ def tool_input(arguments: str) -> dict[str, Any]:
     return value if isinstance(value, dict) else {"_invalid_arguments": arguments}
 
 
+#: what a thinking block's signature says: the SDKs require the field; corral checks none it is sent back
+SIGNATURE = "corral"
+
+
 def stop_reason(resp: ChatResponse) -> str:
     """corral's finish reason as Anthropic's stop_reason; tool calls always mean "tool_use"."""
     if resp.tool_calls and resp.finish_reason in ("stop", "tool_calls", "end_turn"):
         return "tool_use"
+    if resp.stop_sequence is not None and resp.finish_reason in ("stop", "stop_sequence"):
+        return "stop_sequence"
     reason = resp.finish_reason if resp.finish_reason in _ANTHROPIC_STOPS else _STOP.get(resp.finish_reason)
     if reason is None or (reason == "tool_use" and not resp.tool_calls):
         return "end_turn"
@@ -321,7 +347,7 @@ def anthropic_response(resp: ChatResponse, *, model: str) -> dict[str, Any]:
     """A ``message`` object: thinking, text, then tool_use blocks."""
     content: list[dict[str, Any]] = []
     if resp.reasoning:
-        content.append({"type": "thinking", "thinking": resp.reasoning, "signature": ""})
+        content.append({"type": "thinking", "thinking": resp.reasoning, "signature": SIGNATURE})
     if resp.content:
         content.append({"type": "text", "text": resp.content})
     content += [_tool_use(c, n) for n, c in enumerate(resp.tool_calls)]
@@ -332,9 +358,13 @@ def anthropic_response(resp: ChatResponse, *, model: str) -> dict[str, Any]:
         "model": model,
         "content": content,
         "stop_reason": stop_reason(resp),
-        "stop_sequence": None,
+        "stop_sequence": _matched(resp),
         "usage": anthropic_usage(resp.usage),
     }
+
+
+def _matched(resp: ChatResponse) -> str | None:
+    return resp.stop_sequence if stop_reason(resp) == "stop_sequence" else None
 
 
 def _frame(kind: str, obj: Mapping[str, Any]) -> bytes:
@@ -349,10 +379,21 @@ class AnthropicEventWriter:
 
     media_type = "text/event-stream"
 
-    def __init__(self, model: str, id: str, input_tokens: int = 0) -> None:
+    def __init__(
+        self,
+        model: str,
+        id: str,
+        input_tokens: int = 0,
+        *,
+        usage: Callable[[], Usage | None] | None = None,
+        hold_content: bool = False,
+    ) -> None:
         self.model = model
         self.id = id
         self.input_tokens = input_tokens
+        self.usage = usage  # the usage known so far, read when message_start goes out
+        self.hold_content = hold_content  # a forced tool call: text only if no call came
+        self._held: list[str] = []
         self._index = -1
         self._open: str | None = None
         self._started = False
@@ -365,7 +406,11 @@ class AnthropicEventWriter:
         if self._started:
             return b""
         self._started = True
-        usage = {"input_tokens": self.input_tokens, "output_tokens": 0}
+        known = self.usage() if self.usage is not None else None
+        if known is not None:
+            usage = {**anthropic_usage(known), "output_tokens": 0}
+        else:
+            usage = {"input_tokens": self.input_tokens, "output_tokens": 0}
         message: dict[str, Any] = {"id": self.id, "type": "message", "role": "assistant", "model": self.model}
         message |= {"content": [], "stop_reason": None, "stop_sequence": None, "usage": usage}
         return _frame("message_start", {"type": "message_start", "message": message})
@@ -373,8 +418,11 @@ class AnthropicEventWriter:
     def _close(self) -> bytes:
         if self._open is None:
             return b""
+        out = b""
+        if self._open == "thinking":  # as Anthropic does: the signature comes last, before the stop
+            out = self._delta({"type": "signature_delta", "signature": SIGNATURE})
         self._open = None
-        return _frame("content_block_stop", {"type": "content_block_stop", "index": self._index})
+        return out + _frame("content_block_stop", {"type": "content_block_stop", "index": self._index})
 
     def _block(self, block: Mapping[str, Any]) -> bytes:
         out = self._close()
@@ -405,6 +453,10 @@ class AnthropicEventWriter:
             return b""
         head = self.start()
         if isinstance(e, ContentDelta) and e.text:
+            if self.hold_content:
+                self._seen.add("text")
+                self._held.append(e.text)
+                return head
             return head + self._stream("text", e.text)
         if isinstance(e, ReasoningDelta) and e.text:
             return head + self._stream("thinking", e.text)
@@ -425,6 +477,8 @@ class AnthropicEventWriter:
             out += self._stream("thinking", resp.reasoning)
         if resp.content and "text" not in self._seen:
             out += self._stream("text", resp.content)
+        if self._held and not resp.tool_calls:
+            out += self._stream("text", "".join(self._held))
         for call in resp.tool_calls:
             if self._calls_sent[call] > 0:
                 self._calls_sent[call] -= 1
@@ -432,7 +486,7 @@ class AnthropicEventWriter:
                 out += self._tool(call)
         out += self._close()
         self._finished = True
-        delta = {"stop_reason": stop_reason(resp), "stop_sequence": None}
+        delta = {"stop_reason": stop_reason(resp), "stop_sequence": _matched(resp)}
         out += _frame("message_delta", {"type": "message_delta", "delta": delta, "usage": anthropic_usage(resp.usage)})
         return out + _frame("message_stop", {"type": "message_stop"})
 

@@ -9,13 +9,14 @@ from collections.abc import Mapping
 from typing import Any
 
 from ...errors import ConfigurationError
-from ...events import ContentDelta, Done, ReasoningDelta, StreamEvent, ToolCallDelta
-from ...providers.base import ChatRequest, build_chat_request
+from ...events import ContentDelta, Done, ReasoningDelta, StreamEvent, ToolCallEnd
+from ...providers.base import REASONING_EFFORTS, ChatRequest, build_chat_request
 from ...types import ChatResponse, ToolCall
 from ..wire_errors import config_error, openai_error
 from .fields import (
     bad,
     common_fields,
+    is_int,
     json_object,
     need,
     number,
@@ -36,6 +37,7 @@ _CHAT_FIELDS = frozenset(
     {
         "messages", "model", "stream", "stream_options", "n", "max_tokens", "max_completion_tokens",
         "temperature", "top_p", "stop", "seed", "tools", "tool_choice", "response_format", "grammar",
+        "logprobs", "top_logprobs", "reasoning_effort",
     }
 )  # fmt: skip
 _TOOL_CHOICE = "'none', 'auto', 'required' or {'type': 'function', 'function': {'name': ...}}"
@@ -154,6 +156,14 @@ def chat_request_from_openai(body: Any) -> ChatRequest:
     newer = positive_int(b, "max_completion_tokens")
     older = positive_int(b, "max_tokens")
     tools = _tools(b.get("tools"))
+    logprobs = typed(b, "logprobs", bool, "a boolean")
+    top = b.get("top_logprobs")
+    if top is not None and not (is_int(top) and 0 <= top <= 20):
+        raise bad(f"top_logprobs must be an integer from 0 to 20, got {top!r}", "top_logprobs")
+    need(top is None or logprobs is True, "top_logprobs needs logprobs: true", "top_logprobs")
+    effort = b.get("reasoning_effort")
+    if effort is not None and effort not in REASONING_EFFORTS:
+        raise bad(f"reasoning_effort must be one of {', '.join(REASONING_EFFORTS)}, got {effort!r}", "reasoning_effort")
     try:
         return build_chat_request(
             messages,
@@ -168,6 +178,10 @@ def chat_request_from_openai(body: Any) -> ChatRequest:
             response_format=_response_format(b.get("response_format")),
             grammar=typed(b, "grammar", str, "a string"),
             extra_body={k: v for k, v in b.items() if k not in _CHAT_FIELDS and v is not None},
+            reasoning_effort=effort,
+            logprobs=bool(logprobs),
+            top_logprobs=top,
+            parse_output=False,  # the model's text is relayed as written, with its true finish reason
         )
     except ConfigurationError as exc:
         raise config_error(exc) from None
@@ -196,12 +210,13 @@ def openai_response(resp: ChatResponse, *, model: str, created: int) -> dict[str
         message["reasoning_content"] = resp.reasoning
     if resp.tool_calls:
         message["tool_calls"] = [_call(c) for c in resp.tool_calls]
+    logprobs = {"content": list(resp.logprobs)} if resp.logprobs is not None else None
     out: dict[str, Any] = {
         "id": resp.id or "chatcmpl-" + uuid.uuid4().hex[:24],
         "object": "chat.completion",
         "created": created,
         "model": model,
-        "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": _finish(resp)}],
+        "choices": [{"index": 0, "message": message, "logprobs": logprobs, "finish_reason": _finish(resp)}],
         "usage": usage_dict(resp.usage),
     }
     if resp.timings is not None:
@@ -214,29 +229,36 @@ class OpenAIChunkWriter:
 
     ``first()`` is the role chunk; ``event()`` sends it too if it was not sent yet, so the gateway may
     wait for the first upstream event (and answer an early upstream failure with a real HTTP error).
-    ``event(Done(r))`` first sends what of ``r`` was never streamed (so ``Done`` alone turns a whole
-    response into a stream); after it, ``event()`` returns b"".
+    A tool call goes out whole when it ends (one delta: id, name, complete arguments), since corral
+    repairs and checks it first; with ``hold_content`` (a request that forces a tool call) text is
+    held back and sent only if no call came. ``event(Done(r))`` first sends what of ``r`` was never
+    streamed (so ``Done`` alone turns a whole response into a stream); after it, ``event()`` returns b"".
     """
 
     media_type = "text/event-stream"
 
-    def __init__(self, model: str, created: int, id: str, include_usage: bool = False) -> None:
+    def __init__(
+        self, model: str, created: int, id: str, include_usage: bool = False, *, hold_content: bool = False
+    ) -> None:
         self.model = model
         self.created = created
         self.id = id
         self.include_usage = include_usage
+        self.hold_content = hold_content
+        self._held: list[str] = []
         self._started = False
         self._finished = False
         self._seen: set[str] = set()
-        self._ids_sent: set[int] = set()
-        self._names_sent: set[int] = set()
+        self._calls_sent: list[ToolCall] = []
 
     @staticmethod
     def _frame(obj: Mapping[str, Any]) -> bytes:
         return f"data: {sse_json(obj)}\n\n".encode()
 
-    def _chunk(self, delta: Mapping[str, Any], finish: str | None = None) -> dict[str, Any]:
-        choice = {"index": 0, "delta": dict(delta), "logprobs": None, "finish_reason": finish}
+    def _chunk(
+        self, delta: Mapping[str, Any], finish: str | None = None, logprobs: Any = None
+    ) -> dict[str, Any]:
+        choice = {"index": 0, "delta": dict(delta), "logprobs": logprobs, "finish_reason": finish}
         return {"id": self.id, "object": "chat.completion.chunk", "created": self.created, "model": self.model,
                 "choices": [choice]}  # fmt: skip
 
@@ -246,46 +268,56 @@ class OpenAIChunkWriter:
         self._started = True
         return self._frame(self._chunk({"role": "assistant", "content": ""}))
 
-    def _tool_delta(self, e: ToolCallDelta) -> dict[str, Any]:
-        # id, type and name go out once per call: the SDKs concatenate string fields across chunks.
-        call: dict[str, Any] = {"index": e.index}
-        fn: dict[str, Any] = {}
-        if e.index not in self._ids_sent:
-            self._ids_sent.add(e.index)
-            call |= {"id": e.id or f"call_{e.index}", "type": "function"}
-        if e.name and e.index not in self._names_sent:
-            self._names_sent.add(e.index)
-            fn["name"] = e.name
-        call["function"] = fn | {"arguments": e.arguments}
-        return {"tool_calls": [call]}
+    def _tool(self, call: ToolCall) -> bytes:
+        index = len(self._calls_sent)
+        self._calls_sent.append(call)
+        delta = {"index": index, "id": call.id or f"call_{index}", "type": "function",
+                 "function": {"name": call.name, "arguments": call.arguments}}  # fmt: skip
+        return self._frame(self._chunk({"tool_calls": [delta]}))
 
     def event(self, e: StreamEvent) -> bytes:
         if self._finished:
             return b""
         head = self.first()
-        if isinstance(e, (ContentDelta, ReasoningDelta)) and e.text:
-            key = "content" if isinstance(e, ContentDelta) else "reasoning_content"
-            self._seen.add(key)
-            return head + self._frame(self._chunk({key: e.text}))
-        if isinstance(e, ToolCallDelta):
-            return head + self._frame(self._chunk(self._tool_delta(e)))
+        if isinstance(e, ContentDelta) and e.text:
+            self._seen.add("content")
+            if self.hold_content:
+                self._held.append(e.text)
+                return head
+            logprobs = {"content": list(e.logprobs)} if e.logprobs else None
+            return head + self._frame(self._chunk({"content": e.text}, logprobs=logprobs))
+        if isinstance(e, ReasoningDelta) and e.text:
+            self._seen.add("reasoning_content")
+            return head + self._frame(self._chunk({"reasoning_content": e.text}))
+        if isinstance(e, ToolCallEnd):
+            return head + self._tool(e.call)
         if isinstance(e, Done):
-            r = e.response
-            for key, text in (("reasoning_content", r.reasoning), ("content", r.content)):
-                if text and key not in self._seen:
-                    head += self.event(ContentDelta(text) if key == "content" else ReasoningDelta(text))
-            if not self._ids_sent:
-                for i, c in enumerate(r.tool_calls):
-                    head += self.event(ToolCallDelta(i, c.id, c.name, c.arguments))
-            self._finished = True
-            last = self._chunk({}, _finish(e.response))
-            if e.response.timings is not None:
-                last["timings"] = timings_dict(e.response.timings)
-            out = head + self._frame(last)
-            if self.include_usage:
-                out += self._frame({**self._chunk({}), "choices": [], "usage": usage_dict(e.response.usage)})
-            return out
-        return head  # ToolCallEnd, empty deltas
+            return head + self._finish_with(e.response)
+        return head  # ToolCallDelta (the call goes out whole when it ends), empty deltas
+
+    def _finish_with(self, r: ChatResponse) -> bytes:
+        out = b""
+        if r.reasoning and "reasoning_content" not in self._seen:
+            out += self.event(ReasoningDelta(r.reasoning))
+        if r.content and "content" not in self._seen:
+            out += self.event(ContentDelta(r.content, r.logprobs))
+        if self._held and not r.tool_calls:
+            self.hold_content = False
+            out += self.event(ContentDelta("".join(self._held)))
+        sent = list(self._calls_sent)
+        for call in r.tool_calls:
+            if call in sent:
+                sent.remove(call)
+            else:
+                out += self._tool(call)
+        self._finished = True
+        last = self._chunk({}, _finish(r))
+        if r.timings is not None:
+            last["timings"] = timings_dict(r.timings)
+        out += self._frame(last)
+        if self.include_usage:
+            out += self._frame({**self._chunk({}), "choices": [], "usage": usage_dict(r.usage)})
+        return out
 
     def done(self) -> bytes:
         return b"data: [DONE]\n\n"

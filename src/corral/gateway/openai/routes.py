@@ -13,7 +13,7 @@ from ...providers.base import HTTPRequest, Provider
 from ..chat import ChatCall, ChatWire, serve_chat
 from ..observe import RequestRecord
 from ..relay import EventWriter, until_disconnect
-from ..routing import OPENAI_SHAPED
+from ..routing import LLAMACPP_TYPES, OPENAI_SHAPED, Resolved
 from ..state import Gateway, now
 from ..wire_errors import WireError, error_response
 from .chat_wire import OpenAIChunkWriter, chat_request_from_openai, openai_response, openai_stream_flags
@@ -52,6 +52,13 @@ class OpenAIChat(ChatWire):
         stream, include_usage = openai_stream_flags(body)
         return ChatCall(req, stream, body, raw, {"include_usage": include_usage})
 
+    def passes_through(self, target: Resolved, call: ChatCall) -> bool:
+        # Tool calls from a local model are repaired and checked against their schemas (corral.toolcalls)
+        # before a client may run them: that needs the answer parsed, so those requests are translated.
+        if call.req.tools and target.types & LLAMACPP_TYPES:
+            return False
+        return super().passes_through(target, call)
+
     def native_request(self, provider: Provider, payload: Any) -> HTTPRequest:
         return HTTPRequest("POST", provider.url("/chat/completions"), payload, model_route=True)  # type: ignore[attr-defined]
 
@@ -59,7 +66,11 @@ class OpenAIChat(ChatWire):
         return openai_response(resp, model=model, created=now())
 
     def writer(self, call: ChatCall, model: str) -> EventWriter:
-        return OpenAIChunkWriter(model, now(), f"chatcmpl-{uuid.uuid4().hex[:24]}", call.options["include_usage"])
+        choice = call.req.tool_choice
+        forced = choice == "required" or isinstance(choice, dict)  # the answer must be a call: no text first
+        return OpenAIChunkWriter(
+            model, now(), f"chatcmpl-{uuid.uuid4().hex[:24]}", call.options["include_usage"], hold_content=forced
+        )
 
 
 OPENAI_CHAT = OpenAIChat()
