@@ -482,10 +482,16 @@ class AsyncClient(ClientBase):
         return await self._native(Capability.TOKENIZE, lambda p: p.detokenize(tokens), timeout)
 
     async def apply_template(
-        self, messages: MessageInput | Iterable[MessageInput], *, timeout: float | None = UNSET
+        self,
+        messages: MessageInput | Iterable[MessageInput],
+        *,
+        tools: Sequence[Mapping[str, Any]] | None = None,
+        timeout: float | None = UNSET,
     ) -> str:
+        """The prompt the model's chat template makes of ``messages`` (and ``tools``, rendered as the
+        template renders them)."""
         msgs = to_messages(messages)
-        return await self._native(Capability.TEMPLATES, lambda p: p.apply_template(msgs), timeout)
+        return await self._native(Capability.TEMPLATES, lambda p: p.apply_template(msgs, tools or ()), timeout)
 
     async def props(self, *, timeout: float | None = UNSET) -> dict[str, Any]:
         return await self._native(Capability.PROPS, lambda p: p.props(), timeout)

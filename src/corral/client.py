@@ -412,9 +412,17 @@ class Client(ClientBase):
     def detokenize(self, tokens: Sequence[int], *, timeout: float | None = UNSET) -> str:
         return self._native(Capability.TOKENIZE, lambda p: p.detokenize(tokens), timeout)
 
-    def apply_template(self, messages: MessageInput | Iterable[MessageInput], *, timeout: float | None = UNSET) -> str:
+    def apply_template(
+        self,
+        messages: MessageInput | Iterable[MessageInput],
+        *,
+        tools: Sequence[Mapping[str, Any]] | None = None,
+        timeout: float | None = UNSET,
+    ) -> str:
+        """The prompt the model's chat template makes of ``messages`` (and ``tools``, rendered as the
+        template renders them)."""
         msgs = to_messages(messages)
-        return self._native(Capability.TEMPLATES, lambda p: p.apply_template(msgs), timeout)
+        return self._native(Capability.TEMPLATES, lambda p: p.apply_template(msgs, tools or ()), timeout)
 
     def props(self, *, timeout: float | None = UNSET) -> dict[str, Any]:
         return self._native(Capability.PROPS, lambda p: p.props(), timeout)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
@@ -21,7 +22,7 @@ from ..providers.base import ChatRequest, HTTPRequest, Provider, needed_capabili
 from .body import OFF_LOOP_BYTES
 from .observe import RequestRecord
 from .relay import EventWriter, RelayCheck, assembled, relay_stream, rename_model, translated_stream, until_disconnect
-from .routing import STREAM_ONLY_CANCEL, Resolved
+from .routing import LLAMACPP_TYPES, STREAM_ONLY_CANCEL, Resolved
 from .state import forwarded
 
 if TYPE_CHECKING:
@@ -62,6 +63,8 @@ class ChatWire:
 
     protocol: WireProtocol = "openai"
     route = ""
+    #: the body field that limits the answer's tokens (see limit_output)
+    max_tokens_field = "max_tokens"
     #: provider types that serve this protocol themselves: requests pass through to them as bytes
     native_types: frozenset[str] = frozenset()
     #: how a relayed stream of this protocol ends and fails (None: never passed through)
@@ -83,11 +86,26 @@ class ChatWire:
         the route)."""
         return False
 
+    def limit_output(self, call: ChatCall, n: int) -> None:
+        """Limit the answer to ``n`` tokens: in the ChatRequest (translation) and in the body (pass-through).
+        A thinking budget stays below the limit."""
+        budget = call.req.thinking_budget
+        call.req = replace(call.req, max_tokens=n, thinking_budget=min(budget, n - 1) if budget else budget)
+        body = dict(call.changed if call.changed is not None else call.body)
+        body[self.max_tokens_field] = n
+        call.changed = body
+
     def response(self, resp: ChatResponse, call: ChatCall, model: str) -> dict[str, Any]:
         raise NotImplementedError
 
     def writer(self, call: ChatCall, model: str) -> EventWriter:
         raise NotImplementedError
+
+
+async def _prompt_tokens(target: Resolved, req: ChatRequest) -> int:
+    """The prompt's exact size on llama.cpp: the chat template (tools included), then the tokenizer."""
+    prompt = await target.client.apply_template(req.messages, tools=req.tools)
+    return len(await target.client.tokenize(prompt, add_special=True))
 
 
 async def serve_chat(request: Request, wire: ChatWire) -> Response:
@@ -103,6 +121,13 @@ async def serve_chat(request: Request, wire: ChatWire) -> Response:
         target = await gw.target(call.model, rec)
         upstream_model = target.upstream_model(call.model)
         model = call.model or ""
+        clamp = await gw.limits.clamp(
+            target, call.req.max_tokens, len(raw), partial(_prompt_tokens, target, call.req),
+            llamacpp=target.types <= LLAMACPP_TYPES,
+        )  # fmt: skip
+        if clamp is not None:
+            wire.limit_output(call, clamp.applied)
+            call.headers.update(clamp.header())
         if wire.check is not None and wire.passes_through(target, call):
             payload = call.payload(upstream_model)
             needs = [Capability.STREAM if call.stream else Capability.CHAT, *needed_capabilities(call.req)]

@@ -23,6 +23,7 @@ class ModelRoute:
     provider: str | None  # None: the default provider
     upstream: str | None  # None: pass the requested name through
     aliases: tuple[str, ...] = ()
+    max_output_tokens: int | None = None  # the most tokens one answer may ask for (see limits.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +36,7 @@ class GatewaySettings:
     host: str = "127.0.0.1"
     port: int = 4000
     allowed_hosts: tuple[str, ...] = ()  # names besides loopback a keyless gateway answers to
+    max_output_tokens: int | None = None  # for models without their own
 
     @classmethod
     def from_settings(cls, settings: Settings | None) -> GatewaySettings:
@@ -70,6 +72,7 @@ class GatewaySettings:
         allowed = table.get("allowed_hosts") or []
         if not isinstance(allowed, list) or not all(isinstance(h, str) and h for h in allowed):
             raise ConfigurationError("gateway.allowed_hosts must be a list of host names")
+        max_output = _positive(table.get("max_output_tokens"), "gateway.max_output_tokens")
         port = table.get("port", 4000)
         if not isinstance(port, int) or not 0 <= port < 65536:
             raise ConfigurationError("gateway.port must be a port number")
@@ -82,6 +85,7 @@ class GatewaySettings:
             host=str(table.get("host", "127.0.0.1")),
             port=port,
             allowed_hosts=tuple(allowed),
+            max_output_tokens=max_output,
         )
 
     def route(self, model: str | None) -> ModelRoute | None:
@@ -107,5 +111,14 @@ def _routes(table: Any, known: set[str]) -> list[ModelRoute]:
         upstream = spec.get("upstream")
         if upstream is not None and not isinstance(upstream, str):
             raise ConfigurationError(f"{where}.upstream must be a string")
-        out.append(ModelRoute(str(name), provider, upstream, tuple(aliases)))
+        max_output = _positive(spec.get("max_output_tokens"), f"{where}.max_output_tokens")
+        out.append(ModelRoute(str(name), provider, upstream, tuple(aliases), max_output))
     return out
+
+
+def _positive(value: Any, where: str) -> int | None:
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ConfigurationError(f"{where} must be a positive integer, got {value!r}")
+    return value

@@ -20,6 +20,7 @@ from ..redaction import Redactor
 from .aiohttp_transport import AiohttpTransport
 from .auth import Keys
 from .body import OFF_LOOP_BYTES, parse_json, read_body
+from .limits import OutputLimits
 from .observe import Observer, RequestRecord
 from .routing import Resolved, Router
 from .settings import GatewaySettings
@@ -43,6 +44,7 @@ class Gateway:
         self.router = Router(settings, gateway, self.transport, manager)
         self.manager = manager
         self.redact = Redactor.from_settings(settings, (k.get() for k in gateway.api_keys))
+        self.limits = OutputLimits(gateway.max_output_tokens)
 
     async def aclose(self) -> None:
         if self.manager is not None:

@@ -239,7 +239,8 @@ OK_MESSAGES = [{"role": "user", "content": "hi"}]
         ({"messages": OK_MESSAGES, "max_tokens": 0}, "max_tokens"),
         ({"messages": OK_MESSAGES, "max_tokens": True}, "max_tokens"),
         ({"messages": OK_MESSAGES, "max_completion_tokens": "5"}, "max_completion_tokens"),
-        ({"messages": OK_MESSAGES, "n": 2}, "n"),
+        ({"messages": OK_MESSAGES, "n": 0}, "n"),
+        ({"messages": OK_MESSAGES, "n": "2"}, "n"),
         ({"messages": OK_MESSAGES, "stream": "yes"}, "stream"),
         ({"messages": OK_MESSAGES, "stream_options": {"include_usage": "yes"}}, "stream_options"),
         ({"messages": OK_MESSAGES, "stop": 5}, "stop"),
@@ -427,8 +428,9 @@ def test_completions_through_the_sdk() -> None:
     [
         ({"prompt": [1, 2, 3]}, "prompt"),
         ({"prompt": ["a", "b"]}, "prompt"),
-        ({"prompt": "x", "stream": True}, "stream"),
-        ({"prompt": "x", "n": 3}, "n"),
+        ({"prompt": "x", "stream": "yes"}, "stream"),
+        ({"prompt": "x", "n": 0}, "n"),
+        ({"prompt": "x", "n": 17}, "n"),
         ({"prompt": "x", "max_tokens": -1}, "max_tokens"),
     ],
 )

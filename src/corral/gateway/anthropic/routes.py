@@ -63,6 +63,18 @@ class AnthropicMessages(ChatWire):
     def response(self, resp: ChatResponse, call: ChatCall, model: str) -> dict[str, Any]:
         return anthropic_response(resp, model=model)
 
+    def limit_output(self, call: ChatCall, n: int) -> None:
+        super().limit_output(call, n)
+        assert call.changed is not None
+        thinking = call.body.get("thinking")
+        if isinstance(thinking, dict) and thinking.get("type") == "enabled":
+            # Anthropic wants 1024 <= budget_tokens < max_tokens; below that there is no room to think.
+            budget = thinking.get("budget_tokens")
+            if n <= 1024:
+                call.changed["thinking"] = {"type": "disabled"}
+            elif isinstance(budget, int) and budget >= n:
+                call.changed["thinking"] = {**thinking, "budget_tokens": n - 1}
+
     def writer(self, call: ChatCall, model: str) -> EventWriter:
         choice = call.req.tool_choice
         forced = choice == "required" or isinstance(choice, dict)  # the answer must be a call: no text first
@@ -96,9 +108,10 @@ async def count_tokens(request: Request) -> Response:
                 lambda p: HTTPRequest("POST", _native_url(p, "/v1/messages/count_tokens"), forwarded), []
             )
             return Response(raw, media_type="application/json")
-        # llama.cpp counts exactly: render the conversation with the model's template, then tokenize.
-        prompt = await target.client.apply_template(req.messages)
-        tokens = await target.client.tokenize(prompt)
+        # llama.cpp counts exactly: render the conversation and its tools with the model's template
+        # (the system prompt is its first message), then tokenize with the template's special tokens.
+        prompt = await target.client.apply_template(req.messages, tools=req.tools)
+        tokens = await target.client.tokenize(prompt, add_special=True)
         rec.prompt_tokens = len(tokens)
         return JSONResponse({"input_tokens": len(tokens)})
     except Exception as exc:

@@ -16,4 +16,5 @@ ROUTES = [
     Route("/v1/embeddings", routes.embeddings, methods=["POST"]),
     Route("/v1/rerank", routes.rerank, methods=["POST"]),
     Route("/v1/models", routes.models, methods=["GET"]),
+    Route("/v1/models/{model:path}", routes.model, methods=["GET"]),
 ]

@@ -12,6 +12,7 @@ from ..wire_errors import WireError
 from .fields import bad, is_int, json_object, need, positive_int, typed
 
 __all__ = [
+    "anthropic_models",
     "embedding_inputs_from_openai",
     "openai_embeddings_response",
     "openai_models",
@@ -92,3 +93,13 @@ def openai_models(items: list[tuple[str, str]], created: int) -> dict[str, Any]:
     """The model list from (id, owned_by) pairs."""
     data = [{"id": i, "object": "model", "created": created, "owned_by": owner} for i, owner in items]
     return {"object": "list", "data": data}
+
+
+def anthropic_models(ids: list[str], created: int) -> dict[str, Any]:
+    """The model list as Anthropic's API gives it (what its SDK's ``models.list()`` reads)."""
+    import datetime
+
+    stamp = datetime.datetime.fromtimestamp(created, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    data = [{"type": "model", "id": i, "display_name": i, "created_at": stamp} for i in ids]
+    return {"data": data, "has_more": False, "first_id": ids[0] if ids else None,
+            "last_id": ids[-1] if ids else None}  # fmt: skip

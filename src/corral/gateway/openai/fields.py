@@ -100,8 +100,8 @@ def common_fields(b: Mapping[str, Any]) -> None:
     """Fields every generating route checks the same way."""
     typed(b, "model", str, "a string")
     n = b.get("n")
-    if not (n is None or (is_int(n) and n == 1)):
-        raise bad(f"n must be 1: this gateway returns a single choice, got {n!r}", "n")
+    if not (n is None or (is_int(n) and 1 <= n <= 16)):
+        raise bad(f"n must be an integer from 1 to 16, got {n!r}", "n")
     typed(b, "stream", bool, "a boolean")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 from typing import Any
@@ -9,16 +10,22 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from ...async_transport import OpenStream, TransportFailure
+from ...capabilities import Capability
+from ...errors import ResponseError
 from ...providers.base import HTTPRequest, Provider
+from ...providers.openai_compat.stream import raise_stream_error
+from ...sse import StreamDecoder
 from ..chat import ChatCall, ChatWire, serve_chat
 from ..observe import RequestRecord
-from ..relay import EventWriter, until_disconnect
-from ..routing import LLAMACPP_TYPES, OPENAI_SHAPED, Resolved
-from ..state import Gateway, now
-from ..wire_errors import WireError, error_response
+from ..relay import EventWriter, relay_stream, until_disconnect
+from ..routing import LLAMACPP_TYPES, OPENAI_SHAPED, STREAM_ONLY_CANCEL, Resolved
+from ..state import Gateway, forwarded, now
+from ..wire_errors import WireError, WireProtocol, error_response
 from .chat_wire import OpenAIChunkWriter, chat_request_from_openai, openai_response, openai_stream_flags
-from .completions_wire import completion_request_from_openai, openai_completion_response
+from .completions_wire import CompletionAssembler, completion_request_from_openai, openai_completion_response
 from .embeddings_wire import (
+    anthropic_models,
     embedding_inputs_from_openai,
     openai_embeddings_response,
     openai_models,
@@ -26,7 +33,7 @@ from .embeddings_wire import (
     rerank_response,
 )
 
-__all__ = ["OPENAI_CHAT", "chat_completions", "completions", "embeddings", "models", "rerank"]
+__all__ = ["OPENAI_CHAT", "chat_completions", "completions", "embeddings", "model", "models", "rerank"]
 
 
 class _Relay:
@@ -53,11 +60,23 @@ class OpenAIChat(ChatWire):
         return ChatCall(req, stream, body, raw, {"include_usage": include_usage})
 
     def passes_through(self, target: Resolved, call: ChatCall) -> bool:
+        if (call.body.get("n") or 1) > 1:
+            # Several choices: only a backend that makes them itself (llama-server and OpenAI do).
+            if not target.types <= OPENAI_SHAPED:
+                kind = target.client.config.type
+                raise WireError(400, f"n > 1 needs an OpenAI-shaped backend; this model's is {kind}", param="n")
+            return True
         # Tool calls from a local model are repaired and checked against their schemas (corral.toolcalls)
         # before a client may run them: that needs the answer parsed, so those requests are translated.
         if call.req.tools and target.types & LLAMACPP_TYPES:
             return False
         return super().passes_through(target, call)
+
+    def limit_output(self, call: ChatCall, n: int) -> None:
+        super().limit_output(call, n)
+        assert call.changed is not None
+        if "max_completion_tokens" in call.body:  # the newer name wins when both are given: set both
+            call.changed["max_completion_tokens"] = n
 
     def native_request(self, provider: Provider, payload: Any) -> HTTPRequest:
         return HTTPRequest("POST", provider.url("/chat/completions"), payload, model_route=True)  # type: ignore[attr-defined]
@@ -85,18 +104,55 @@ async def chat_completions(request: Request) -> Response:
     return await serve_chat(request, OPENAI_CHAT)
 
 
+_COMPLETION_RELAY = _Relay()  # text_completion chunks end like chat chunks: a finish reason, then [DONE]
+
+
 async def completions(request: Request) -> Response:
+    """/v1/completions. To an OpenAI-shaped backend the body passes through (streamed, several choices,
+    every sampling field as the backend reads it); a whole answer from llama-server is streamed upstream
+    and assembled here, so a client leaving stops it. Other backends answer through corral's complete()."""
     gw = _gateway(request)
     rec = RequestRecord("/v1/completions")
+    streaming = False
     try:
-        body, _ = await gw.accept(request, rec, "openai")
-        if body.get("stream"):
-            raise WireError(400, "stream is not supported on /v1/completions by this gateway", param="stream")
+        body, raw = await gw.accept(request, rec, "openai")
         prompt, params = completion_request_from_openai(body)
+        stream, n = body.get("stream") is True, body.get("n") or 1
         target = await gw.target(body.get("model"), rec)
         upstream_model = target.upstream_model(body.get("model"))
-        params.pop("model", None)
-        if upstream_model is not None and target.client.config.type not in ("llamacpp", "embedded", "zero-setup"):
+        if target.types <= OPENAI_SHAPED:
+            needs = [Capability.COMPLETION]
+            if stream or (n == 1 and target.types <= STREAM_ONLY_CANCEL):
+                sent = forwarded(body, raw, upstream_model)
+                if not stream:
+                    whole = dict(body, model=upstream_model) if upstream_model else dict(body)
+                    sent = {**whole, "stream": True, "stream_options": {"include_usage": True}}
+                provider, upstream = await target.client.passthrough_stream(_completion_call(sent), needs)
+                rec.provider = provider.name
+                if stream:
+                    streaming = True
+                    return relay_stream(gw, rec, upstream, _COMPLETION_RELAY, rec.model)
+                answer = await until_disconnect(request, _assembled_completion(upstream, provider.name))
+            else:
+                got = await until_disconnect(
+                    request, target.client.passthrough(_completion_call(forwarded(body, raw, upstream_model)), needs)
+                )
+                answer = None if got is None else json.loads(got[1])
+                rec.provider = got[0].name if got is not None else ""
+            if answer is None:
+                rec.status = 499
+                return Response(status_code=499)
+            if rec.model:
+                answer["model"] = rec.model
+            usage = answer.get("usage") or {}
+            rec.prompt_tokens, rec.completion_tokens = usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0)
+            return JSONResponse(answer)
+        if stream or n > 1:
+            kind = target.client.config.type
+            what = "stream" if stream else "n"
+            raise WireError(400, f"{what} on /v1/completions needs an OpenAI-shaped backend; this model's is {kind}",
+                            param=what)  # fmt: skip
+        if upstream_model is not None:
             params["model"] = upstream_model
         result = await until_disconnect(request, target.client.complete(prompt, extra_body=params))
         if result is None:
@@ -108,7 +164,35 @@ async def completions(request: Request) -> Response:
     except Exception as exc:
         return gw.failure("openai", exc, rec)
     finally:
-        gw.finish(rec)
+        if not streaming:
+            gw.finish(rec)
+
+
+def _completion_call(payload: Any) -> Any:
+    def build(p: Provider) -> HTTPRequest:
+        return HTTPRequest("POST", p.url("/completions"), payload, model_route=True)  # type: ignore[attr-defined]
+
+    return build
+
+
+async def _assembled_completion(upstream: OpenStream, provider: str) -> dict[str, Any]:
+    asm = CompletionAssembler()
+    decoder = StreamDecoder("sse")
+    try:
+        async for chunk in upstream.aiter_bytes():
+            for payload in decoder.feed(chunk):
+                asm.feed(payload)
+        for payload in decoder.close():
+            asm.feed(payload)
+    except TransportFailure as exc:
+        raise ResponseError(f"upstream stream failed: {exc.kind}") from exc
+    finally:
+        await upstream.aclose()
+    if asm.error is not None:
+        raise_stream_error(asm.error, provider)
+    if not asm.complete:
+        raise ResponseError("upstream stream ended before the completion was finished")
+    return asm.answer("")
 
 
 async def embeddings(request: Request) -> Response:
@@ -151,16 +235,52 @@ async def rerank(request: Request) -> Response:
         gw.finish(rec)
 
 
-async def models(request: Request) -> Response:
-    gw = _gateway(request)
-    if not gw.authorized(request):
-        return error_response("openai", 401, "authentication_error", "missing or invalid API key")
+def _asks_anthropic(request: Request) -> bool:
+    """The Anthropic SDKs send ``anthropic-version`` on every call; OpenAI's never do."""
+    return "anthropic-version" in request.headers
+
+
+async def _listed(gw: Gateway) -> list[tuple[str, str]]:
+    """(id, owner) of every model this gateway serves."""
     names = gw.model_names()
     if names:
-        return JSONResponse(openai_models([(n, "corral") for n in names], now()))
+        return [(n, "corral") for n in names]
     # No [models] table: what the default provider serves is what the gateway serves.
+    found = await gw.client(None).models()
+    return [(m.id, m.owned_by or m.provider) for m in found]
+
+
+async def models(request: Request) -> Response:
+    """GET /v1/models, in Anthropic's shape for an Anthropic client (``anthropic-version``)."""
+    gw = _gateway(request)
+    protocol: WireProtocol = "anthropic" if _asks_anthropic(request) else "openai"
+    if not gw.authorized(request):
+        return error_response(protocol, 401, "authentication_error", "missing or invalid API key")
     try:
-        found = await gw.client(None).models()
+        items = await _listed(gw)
     except Exception as exc:
-        return gw.failure("openai", exc, RequestRecord("/v1/models"))
-    return JSONResponse(openai_models([(m.id, m.owned_by or m.provider) for m in found], now()))
+        return gw.failure(protocol, exc, RequestRecord("/v1/models"))
+    if protocol == "anthropic":
+        return JSONResponse(anthropic_models([i for i, _ in items], now()))
+    return JSONResponse(openai_models(items, now()))
+
+
+async def model(request: Request) -> Response:
+    """GET /v1/models/{id}: one model (the SDKs' ``models.retrieve``), or 404 in the caller's shape."""
+    gw = _gateway(request)
+    protocol: WireProtocol = "anthropic" if _asks_anthropic(request) else "openai"
+    if not gw.authorized(request):
+        return error_response(protocol, 401, "authentication_error", "missing or invalid API key")
+    wanted = request.path_params["model"]
+    try:
+        items = dict(await _listed(gw))
+    except Exception as exc:
+        return gw.failure(protocol, exc, RequestRecord("/v1/models"))
+    if wanted not in items and gw.config.default_route is not None and gw.model_names():
+        items[wanted] = "corral"  # a [gateway] default_model serves any name
+    if wanted not in items:
+        shown = wanted if len(wanted) <= 200 and wanted.isprintable() else repr(wanted[:200])
+        return error_response(protocol, 404, "not_found_error", f"model {shown!r} is not served here", "model")
+    if protocol == "anthropic":
+        return JSONResponse(anthropic_models([wanted], now())["data"][0])
+    return JSONResponse(openai_models([(wanted, items[wanted])], now())["data"][0])

@@ -79,7 +79,8 @@ def _thinking(req: ChatRequest, max_tokens: int) -> dict[str, Any] | None:
         budget = EFFORT_BUDGET["low"]
     if budget is None:
         return None
-    # The API wants 1024 <= budget_tokens < max_tokens.
+    if max_tokens <= 1024:  # the API wants 1024 <= budget_tokens < max_tokens: no room to think
+        return {"type": "disabled"}
     return {"type": "enabled", "budget_tokens": max(1024, min(budget, max_tokens - 1))}
 
 

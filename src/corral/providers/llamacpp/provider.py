@@ -6,7 +6,7 @@ Native routes used: /health, /props, /slots (save/restore/erase), /metrics,
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from functools import partial
 from typing import Any
 
@@ -71,6 +71,10 @@ class LlamaCppProvider(OpenAICompatProvider):
     # -- chat: map structured output onto llama.cpp's native fields ---------------------------------------
     def chat_body(self, req: ChatRequest, *, stream: bool) -> dict[str, Any]:
         body = super().chat_body(req, stream=stream)
+        for message, sent in zip(req.messages, body["messages"], strict=True):
+            if message.role == "assistant" and message.reasoning:
+                # Thinking from earlier turns, for templates that render it (and keep it cached).
+                sent["reasoning_content"] = message.reasoning
         rf = body.get("response_format")
         if rf is not None:
             schema = schema_of(rf)
@@ -239,14 +243,16 @@ class LlamaCppProvider(OpenAICompatProvider):
 
         return Call(HTTPRequest("POST", self.native("/detokenize"), {"tokens": list(tokens)}), parse)
 
-    def apply_template(self, messages: Sequence[Message]) -> Call[str]:
+    def apply_template(self, messages: Sequence[Message], tools: Sequence[Mapping[str, Any]] = ()) -> Call[str]:
         def parse(status: int, raw: bytes) -> str:
             data = decode_json(raw, "apply-template")
             if not isinstance(data, dict) or not isinstance(data.get("prompt"), str):
                 raise ResponseError(f"apply-template response has no prompt: {raw[:300]!r}")
             return str(data["prompt"])
 
-        body = {"messages": [message_to_openai(m) for m in messages]}
+        body: dict[str, Any] = {"messages": [message_to_openai(m) for m in messages]}
+        if tools:
+            body["tools"] = [dict(t) for t in tools]
         return Call(HTTPRequest("POST", self.native("/apply-template"), body), parse)
 
     # -- server state -------------------------------------------------------------------------------------
