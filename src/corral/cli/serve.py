@@ -25,6 +25,10 @@ def serve(
         Path | None,
         typer.Option("--llama-swap-config", help="A llama-swap config.yaml whose models the manager runs."),
     ] = None,
+    wire_log: Annotated[
+        bool,
+        typer.Option("--wire-log", help="Log every request and answer with headers and bodies (keys masked)."),
+    ] = False,
 ) -> None:
     """Serve the OpenAI and Anthropic APIs over the configured providers."""
     try:
@@ -52,7 +56,7 @@ def serve(
         manager, warnings = run(lambda: load_manager_settings(settings, llama_swap_config))
         for warning in warnings:  # what corral does not honour, said once at startup
             err.print(f"warning: {warning}", style="yellow", markup=False)
-    app = create_app(settings, replace(gateway, host=bind_host), manager)
+    app = create_app(settings, replace(gateway, host=bind_host, wire_log=gateway.wire_log or wire_log), manager)
     err.print(f"corral gateway on http://{bind_host}:{bind_port} (OpenAI: /v1, Anthropic: /v1/messages)", style="dim")
     uvicorn.run(
         app,

@@ -22,6 +22,7 @@ from .host_guard import HostGuard
 from .settings import GatewaySettings
 from .state import Gateway
 from .wire_errors import error_response, protocol_for_path
+from .wire_log import RequestId, WireLog
 
 __all__ = ["create_app"]
 
@@ -120,7 +121,9 @@ def create_app(
         Route("/dashboard/api/chat", dashboard.chat, methods=["POST"]),
         Route("/metrics", metrics, methods=["GET"]),
     ]
-    middleware = []
+    middleware = [Middleware(RequestId)]
+    if gateway.wire_log:
+        middleware.append(Middleware(WireLog, redact=gw.redact))
     if not gateway.api_keys and is_loopback(gateway.host):
         # No keys on loopback: only local pages and names may call (see host_guard).
         middleware.append(Middleware(HostGuard, allowed_hosts=gateway.allowed_hosts))

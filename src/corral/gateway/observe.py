@@ -23,14 +23,31 @@ log = logging.getLogger("corral.gateway")
 _USAGE_VALUE = re.compile(rb"\s*:\s*(\{[^{}]*(?:\{[^{}]*\}[^{}]*)*\})")
 
 RECENT_REQUESTS = 200
+SHOWN_NAME = 120  # characters of a client's model name the log, the dashboard and labels keep
+DEFAULT_ROUTE_LABELS = 32  # names asked of the default route that get a metric label of their own
+
+
+def shown_name(name: str) -> str:
+    """A client-chosen string as logs, the dashboard and metrics may show it: at most SHOWN_NAME
+    characters, control characters and lone surrogates escaped (no forged log lines, no encoding
+    errors when a scrape or a page is written)."""
+    if len(name) <= SHOWN_NAME and name.isascii() and name.isprintable():
+        return name
+    out = "".join(c if c.isprintable() and not 0xD800 <= ord(c) <= 0xDFFF else _escaped(c) for c in name[:SHOWN_NAME])
+    return out + ("…" if len(name) > SHOWN_NAME else "")
+
+
+def _escaped(c: str) -> str:
+    return c.encode("unicode_escape", "backslashreplace").decode("ascii")
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 
 
 @dataclass(slots=True)
 class RequestRecord:
     route: str
-    model: str = ""  # as the client asked (bounded and escaped before it is logged)
+    model: str = ""  # as the client asked; logged through shown_name (bounded, escaped)
     label: str = ""  # the model as routing resolved it: the only model name that becomes a metric label
+    id: str = ""  # the x-request-id
     provider: str = ""
     status: int = 200
     prompt_tokens: int = 0
@@ -130,10 +147,25 @@ class Observer:
             buckets=_LATENCY_BUCKETS, registry=self.registry,
         )  # fmt: skip
         self._cache: dict[tuple[str, str, str, int], _Children] = {}
+        self._default_names: set[str] = set()  # the default route's own labels, at most DEFAULT_ROUTE_LABELS
         # The dashboard's live request log: the same fields as the log line, newest last.
         self.recent: deque[dict[str, Any]] = deque(maxlen=RECENT_REQUESTS)
         self.total = 0
         self.failed = 0
+
+    def _label(self, rec: RequestRecord) -> str:
+        """The model label: what routing resolved (a [models] or managed name); for the default
+        route, the name asked for while there are few of them, else "other". Never raw client input:
+        every label is bounded and escaped, and their number is too."""
+        if rec.label != "default":
+            return rec.label
+        name = shown_name(rec.model) if rec.model else "default"
+        if name in self._default_names:
+            return name
+        if len(self._default_names) < DEFAULT_ROUTE_LABELS and len(name) <= 64:
+            self._default_names.add(name)
+            return name
+        return "other"
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
@@ -143,26 +175,27 @@ class Observer:
         if rec.answer is not None:
             rec.usage_from(rec.answer)
             rec.answer = None
+        label = self._label(rec)
         # Labelled children are looked up once per (route, model, provider, status): labels() is a
         # locked lookup with argument checks, several µs each.
-        key = (rec.route, rec.model, rec.provider, rec.status)
+        key = (rec.route, label, rec.provider, rec.status)
         c = self._cache.get(key)
         if c is None:
             c = self._cache[key] = _Children()
-            c.requests = self.requests.labels(rec.route, rec.model, rec.provider, str(rec.status))
-            c.latency = self.latency.labels(rec.route, rec.model, rec.provider)
+            c.requests = self.requests.labels(rec.route, label, rec.provider, str(rec.status))
+            c.latency = self.latency.labels(rec.route, label, rec.provider)
         c.requests.inc()
         if rec.status >= 400:
             if c.errors is None:
-                c.errors = self.errors.labels(rec.route, rec.model, rec.provider, str(rec.status))
+                c.errors = self.errors.labels(rec.route, label, rec.provider, str(rec.status))
             c.errors.inc()
         if rec.prompt_tokens:
             if c.prompt_tokens is None:
-                c.prompt_tokens = self.tokens.labels(rec.model, rec.provider, "prompt")
+                c.prompt_tokens = self.tokens.labels(label, rec.provider, "prompt")
             c.prompt_tokens.inc(rec.prompt_tokens)
         if rec.completion_tokens:
             if c.completion_tokens is None:
-                c.completion_tokens = self.tokens.labels(rec.model, rec.provider, "completion")
+                c.completion_tokens = self.tokens.labels(label, rec.provider, "completion")
             c.completion_tokens.inc(rec.completion_tokens)
         c.latency.observe(elapsed)
         ttft_ms = ""
@@ -170,13 +203,14 @@ class Observer:
         if rec.first_byte is not None:
             ttft = rec.first_byte - rec.started
             if c.ttft is None:
-                c.ttft = self.ttft.labels(rec.model, rec.provider)
+                c.ttft = self.ttft.labels(label, rec.provider)
             c.ttft.observe(ttft)
             ttft_ms = f" ttft_ms={ttft * 1000:.1f}"
         self.total += 1
         self.failed += rec.status >= 400
+        model = shown_name(rec.model)
         self.recent.append({
-            "time": time.time() - (time.perf_counter() - rec.started), "route": rec.route, "model": rec.model,
+            "time": time.time() - (time.perf_counter() - rec.started), "route": rec.route, "model": model,
             "provider": rec.provider, "status": rec.status, "prompt_tokens": rec.prompt_tokens,
             "completion_tokens": rec.completion_tokens, "latency_ms": round(elapsed * 1000, 1),
             "ttft_ms": round(ttft * 1000, 1) if ttft is not None else None,
@@ -185,8 +219,9 @@ class Observer:
             # The record made and handled directly: Logger.info would also walk the stack to find
             # the caller (findCaller), which is always this line.
             message = (
-                f"{rec.route} model={rec.model or '-'} provider={rec.provider or '-'} status={rec.status} "
+                f"{rec.route} model={model or '-'} provider={rec.provider or '-'} status={rec.status} "
                 f"tokens={rec.prompt_tokens}/{rec.completion_tokens} latency_ms={elapsed * 1000:.1f}{ttft_ms}"
+                f" id={rec.id or '-'}"
             )
             line = sys._getframe().f_lineno
             log.handle(log.makeRecord(log.name, logging.INFO, __file__, line, message, (), None, "done"))

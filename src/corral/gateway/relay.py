@@ -150,6 +150,9 @@ def relay_stream(
             rec.status = 502
             detail = "the connection was cut" if exc.kind == "protocol" else f"{exc.kind} failure"
             yield check.error(model, 502, "api_error", f"upstream stream failed: {detail}")
+        except (asyncio.CancelledError, GeneratorExit):
+            rec.status = 499  # the client left mid-stream; closing the upstream stops the generation
+            raise
         finally:
             await upstream.aclose()
             gw.finish(rec)
@@ -185,6 +188,9 @@ def translated_stream(
             status, kind, message = from_corral_error(exc, gw.redact)
             rec.status = status
             yield writer.error(status, kind, message)
+        except (asyncio.CancelledError, GeneratorExit):
+            rec.status = 499
+            raise
         finally:
             await chat_stream.aclose()
             gw.finish(rec)

@@ -37,6 +37,7 @@ class GatewaySettings:
     port: int = 4000
     allowed_hosts: tuple[str, ...] = ()  # names besides loopback a keyless gateway answers to
     max_output_tokens: int | None = None  # for models without their own
+    wire_log: bool = False  # log every request and answer, bodies included (secrets masked)
 
     @classmethod
     def from_settings(cls, settings: Settings | None) -> GatewaySettings:
@@ -86,6 +87,7 @@ class GatewaySettings:
             port=port,
             allowed_hosts=tuple(allowed),
             max_output_tokens=max_output,
+            wire_log=_flag(table.get("wire_log", False), "gateway.wire_log"),
         )
 
     def route(self, model: str | None) -> ModelRoute | None:
@@ -121,4 +123,10 @@ def _positive(value: Any, where: str) -> int | None:
         return None
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
         raise ConfigurationError(f"{where} must be a positive integer, got {value!r}")
+    return value
+
+
+def _flag(value: Any, where: str) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigurationError(f"{where} must be true or false, got {value!r}")
     return value

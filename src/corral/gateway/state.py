@@ -25,6 +25,7 @@ from .observe import Observer, RequestRecord
 from .routing import Resolved, Router
 from .settings import GatewaySettings
 from .wire_errors import WireError, WireProtocol, error_response, from_corral_error
+from .wire_log import REQUEST_ID
 
 if TYPE_CHECKING:
     from ..manager.scheduler import Scheduler
@@ -74,6 +75,7 @@ class Gateway:
     ) -> tuple[dict[str, Any], bytes]:
         """What every model route does first: the key checked (401), the body read and checked as a
         JSON object, the requested model noted for the log (bad requests are logged with it too)."""
+        rec.id = request.scope.get(REQUEST_ID, "")
         if not self.keys.authorized(request):
             how = "Authorization: Bearer … or x-api-key"
             if protocol == "anthropic":

@@ -53,6 +53,7 @@ __all__ = [
     "error_response",
     "from_corral_error",
     "kind_for_status",
+    "mask_key_shapes",
     "ollama_error",
     "openai_error",
     "protocol_for_path",
@@ -215,6 +216,11 @@ def protocol_for_path(path: str) -> WireProtocol:
     if path.startswith("/api/") and not path.startswith("/api/models/"):  # /api/models/unload is llama-swap's
         return "ollama"
     return "openai"
+
+
+def mask_key_shapes(text: str) -> str:
+    """Anything shaped like a key (bearer tokens, sk-… keys, key=… parameters) masked."""
+    return _SECRETS.sub(lambda m: (m.group(1) or m.group(2) or "") + "***", text)
 
 
 def _clean(message: str, redact: Callable[[str], str] | None = None) -> str:
