@@ -91,6 +91,19 @@ def public_url(url: str | None) -> str | None:
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
+def masked_url(url: str) -> str:
+    """A URL as it may be printed: a password (or a token given as the user) masked, the user kept."""
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port:
+        host += f":{parts.port}"
+    user = parts.username or ""
+    cred = f"{user}:****" if parts.password is not None else "****"
+    return urlunsplit((parts.scheme, f"{cred}@{host}", parts.path, parts.query, parts.fragment))
+
+
 class Secret:
     """A string that never shows itself in repr/str/logs; ``.get()`` reveals it."""
 
@@ -138,7 +151,7 @@ class ProviderConfig:
         """A printable view, the secret masked."""
         out: dict[str, Any] = {"type": self.type}
         if self.base_url:
-            out["base_url"] = self.base_url
+            out["base_url"] = masked_url(self.base_url)
         if self.api_key:
             out["api_key"] = self.api_key.masked()
         if self.model:
@@ -179,6 +192,8 @@ def _mask_if_secret(key: str, value: Any) -> Any:
         return value.masked()
     if isinstance(value, str) and _SECRET_KEYS.search(key):
         return Secret(value).masked()
+    if isinstance(value, str) and "://" in value and "@" in value:  # a DSN or URL with credentials
+        return masked_url(value)
     return value
 
 

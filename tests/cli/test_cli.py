@@ -53,6 +53,21 @@ def test_config_masks_secrets(tmp_path: Path) -> None:
     assert text.returncode == 0 and secret not in text.stdout and "cloud" in text.stdout
 
 
+def test_config_masks_base_url_passwords_and_dsn_credentials(tmp_path: Path) -> None:
+    """Issue 12 #5: a password in a base URL, and a key given as a DSN's user, never print."""
+    (tmp_path / "corral.toml").write_text(
+        'default_provider = "vllm"\n[providers.vllm]\ntype = "openai"\n'
+        'base_url = "http://ann:pw-canary-31337@127.0.0.1:9/v1"\napi_key = "plain-canary-key-4242"\n'
+        '[providers.other]\ndsn = "openai://dsn-canary-token-777@api.example.com/v1"\n'
+    )
+    for args in (("config",), ("config", "--json")):
+        done = corral(*args, cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+        for canary in ("pw-canary-31337", "plain-canary-key-4242", "dsn-canary-token-777"):
+            assert canary not in done.stdout, (args, canary)
+        assert "ann:****@127.0.0.1:9" in done.stdout  # the user and the host are still shown
+
+
 def test_env_switches_provider(tmp_path: Path) -> None:
     env = {"CORRAL_DEFAULT_PROVIDER": "llama.cpp", "CORRAL_LLAMA_CPP_BASE_URL": "http://127.0.0.1:9"}
     done = corral("config", "--json", cwd=tmp_path, env=env)

@@ -20,8 +20,9 @@ from corral.cli import app
 from corral.config import Secret, load_settings, public_url
 from corral.mcp import build_server
 from corral.mcp.http import is_loopback, security_settings
-from corral.mcp.pool import ArgumentError, ClientPool, Redactor
+from corral.mcp.pool import ArgumentError, ClientPool
 from corral.mcp.system import cpu_info, gpu_info, memory_info
+from corral.redaction import Redactor
 from mcp import Client as McpClient
 
 SECRET = "sk-live-abcdefghijklmnopqrstuvwxyz0123"

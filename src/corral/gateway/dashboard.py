@@ -12,7 +12,7 @@ import asyncio
 import functools
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
@@ -86,7 +86,7 @@ def _rss_mb(pid: int | None) -> float | None:
     return None
 
 
-async def _provider_health(name: str | None, client: AsyncClient) -> dict[str, Any]:
+async def _provider_health(name: str | None, client: AsyncClient, redact: Callable[[str], str]) -> dict[str, Any]:
     config = client.config
     out: dict[str, Any] = {"name": name or config.name, "type": config.type,
                            "endpoint": public_url(config.base_url) or "", "status": "", "detail": ""}  # fmt: skip
@@ -96,9 +96,9 @@ async def _provider_health(name: str | None, client: AsyncClient) -> dict[str, A
         return out
     try:
         health = await asyncio.wait_for(client.health(timeout=HEALTH_TIMEOUT), HEALTH_TIMEOUT + 1)
-        out.update(status=health.status, detail=health.detail, endpoint=health.endpoint or out["endpoint"])
+        out.update(status=health.status, detail=redact(health.detail), endpoint=health.endpoint or out["endpoint"])
     except CorralError as exc:
-        out.update(status="error", detail=str(exc))
+        out.update(status="error", detail=redact(str(exc)))
     except TimeoutError:
         out.update(status="error", detail=f"no answer within {HEALTH_TIMEOUT:g} s")
     pid = client.engine_pid
@@ -114,7 +114,7 @@ async def _providers(gw: Gateway, dash: DashboardState) -> list[dict[str, Any]]:
         if dash.health is not None and time.monotonic() - dash.health_at < HEALTH_CACHE:
             return dash.health
         names: list[str | None] = list(gw.settings.providers) or [None]
-        found = await asyncio.gather(*(_provider_health(n, gw.client(n)) for n in names))
+        found = await asyncio.gather(*(_provider_health(n, gw.client(n), gw.redact) for n in names))
         default = gw.settings.default_provider
         for item in found:
             item["default"] = item["name"] == default or len(found) == 1

@@ -81,11 +81,12 @@ class StreamFramer:
     """Cuts a relayed byte stream into whole events, renames the model in them, and notes whether the
     upstream ended the stream properly or sent an error event. No parsing: a few regex scans."""
 
-    __slots__ = ("_buf", "_check", "_model", "_rename", "ended", "failed")
+    __slots__ = ("_buf", "_check", "_model", "_redact", "_rename", "ended", "failed")
 
-    def __init__(self, check: RelayCheck, model: str) -> None:
+    def __init__(self, check: RelayCheck, model: str, redact: Callable[[str], str] | None = None) -> None:
         self._check = check
         self._model = model
+        self._redact = redact  # for an error event: an upstream may echo a key in it
         self._rename = bool(model)
         self._buf = b""
         self.ended = False
@@ -114,6 +115,8 @@ class StreamFramer:
     def _whole(self, block: bytes) -> bytes:
         if self._check.failure.search(block):
             self.failed = True
+            if self._redact is not None:
+                block = self._redact(block.decode("utf-8", "replace")).encode()
         if self._check.end.search(block):
             self.ended = True
         if self._rename and b'"model"' in block:
@@ -126,7 +129,7 @@ def relay_stream(
 ) -> StreamingResponse:
     """Forward a pass-through stream. A stream the upstream cut (no proper end) ends with the
     protocol's error event and is logged as 502, never relayed as a success."""
-    framer = StreamFramer(check, model)
+    framer = StreamFramer(check, model, gw.redact)
 
     async def body() -> AsyncIterator[bytes]:
         try:

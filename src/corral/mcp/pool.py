@@ -8,18 +8,16 @@ kinds share a zero-setup engine (``acquire_engine`` counts references), and clos
 from __future__ import annotations
 
 import logging
-import re
 import threading
-from collections.abc import Iterable
 
 import anyio
 
 from ..async_client import AsyncClient
 from ..client import Client
-from ..config import Secret, Settings, find_provider
+from ..config import Settings, find_provider
 from ..registry import ZERO_SETUP, resolve_with_settings
 
-__all__ = ["ArgumentError", "ClientPool", "Redactor"]
+__all__ = ["ArgumentError", "ClientPool"]
 
 logger = logging.getLogger(__name__)
 
@@ -31,22 +29,6 @@ class ArgumentError(ValueError):
 
     def __init__(self, argument: str, message: str) -> None:
         super().__init__(f"{argument}: {message}")
-
-
-class Redactor:
-    """Masks every configured secret, and the user:password part of any URL, in text bound for the
-    client. corral's messages carry no keys, but an upstream error body can echo one back and a
-    configured base_url can hold credentials: this is the last line of defence."""
-
-    _USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/@\s]+@")
-
-    def __init__(self, secrets: Iterable[Secret | None]) -> None:
-        values = sorted({s.get() for s in secrets if s and len(s.get()) >= 4}, key=len, reverse=True)
-        self._pattern = re.compile("|".join(re.escape(v) for v in values)) if values else None
-
-    def __call__(self, text: str) -> str:
-        text = self._USERINFO.sub(r"\1****@", text)
-        return self._pattern.sub("****", text) if self._pattern else text
 
 
 class ClientPool:

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any, Literal
-from urllib.parse import urlsplit
 
 from mcp.server.mcpserver import MCPServer
 from mcp_types import ToolAnnotations
 
 from .. import __version__
 from ..config import Secret, Settings
-from .pool import ClientPool, Redactor
+from ..redaction import Redactor
+from .pool import ClientPool
 from .tools import CorralTools
 
 __all__ = ["TOOL_NAMES", "build_server", "run_http", "run_stdio"]
@@ -38,10 +38,7 @@ def build_server(
 ) -> tuple[MCPServer[Any], ClientPool]:
     """The server and the client pool its tools use; the caller closes the pool (``aclose``)."""
     pool = ClientPool(settings)
-    secrets = [p.api_key for p in settings.providers.values()]
-    # a password written into a base_url is a secret too
-    secrets += [Secret(pw) for p in settings.providers.values() if p.base_url and (pw := urlsplit(p.base_url).password)]
-    redact = Redactor([*secrets, *extra_secrets])
+    redact = Redactor.from_settings(settings, extra_secrets)  # keys, URL passwords and their Basic-auth forms
     tools = CorralTools(pool, redact)
     server: MCPServer[Any] = MCPServer("corral", version=__version__, instructions=INSTRUCTIONS, log_level=log_level)
     read_only = ToolAnnotations(read_only_hint=True, open_world_hint=False)

@@ -25,7 +25,8 @@ from ..errors import CorralError
 from ..events import ContentDelta
 from ..probe.capabilities import advertised
 from ..providers.base import Provider
-from .pool import ArgumentError, ClientPool, Redactor
+from ..redaction import Redactor
+from .pool import ArgumentError, ClientPool
 from .schemas import (
     BenchOut,
     ChatMessage,
