@@ -107,12 +107,15 @@ class ProviderError(CorralError):
         error_type: str | None = None,
         code: str | None = None,
         body: Any = None,
+        retry_after: float | None = None,
     ) -> None:
         self.status = status
         self.provider = provider
         self.error_type = error_type
         self.code = code
         self.body = body
+        #: seconds the server asked to wait (``Retry-After``), on 429 and 503 answers
+        self.retry_after = retry_after
         if status in (408, 409):  # request timeout / conflict: the same request may well succeed again
             self.retryable = True
         super().__init__(message)
@@ -141,10 +144,6 @@ class RateLimited(ProviderError):
     """Too many requests; ``retry_after`` seconds if the server said."""
 
     retryable = True
-
-    def __init__(self, message: str, *, retry_after: float | None = None, **kw: Any) -> None:
-        self.retry_after = retry_after
-        super().__init__(message, **kw)
 
 
 class ModelLoading(ProviderError):
@@ -232,13 +231,14 @@ def error_from_response(
         "error_type": error_type,
         "code": code,
         "body": err or message,
+        "retry_after": _retry_after(headers) if status in (429, 503) else None,
     }
     if markers & _CONTEXT_CODES:
         return ContextLengthExceeded(message, **kw)
     if status in (401, 403) or markers & {"authentication_error", "permission_error", "invalid_api_key"}:
         return Authentication(message, **kw)
     if status == 429 or markers & {"rate_limit_error", "rate_limit_exceeded"}:
-        return RateLimited(message, retry_after=_retry_after(headers), **kw)
+        return RateLimited(message, **kw)
     if status == 404 and (markers & _NOT_FOUND_CODES or "model" in err or model_route):
         return ModelNotFound(message, **kw)
     if status == 503 and (markers & _LOADING_TYPES or not markers):

@@ -24,13 +24,16 @@ class RetryPolicy:
     max_total: float = 30.0
 
     def delay(self, attempt: int, error: CorralError, elapsed: float) -> float | None:
-        """Seconds to wait before attempt ``attempt + 1``, or None to give up now."""
+        """Seconds to wait before attempt ``attempt + 1``, or None to give up now (the error then
+        carries the server's ``retry_after`` for the caller). A ``Retry-After`` is honoured but never
+        shortens the backoff (``Retry-After: 0`` must not mean three calls in a millisecond), and a
+        wait that would pass ``max_total`` is not started."""
         if attempt >= self.max_retries or not error.retryable:
             return None
-        if isinstance(error, RateLimited) and error.retry_after is not None:
-            wait = error.retry_after
-        else:
-            wait = min(self.max_delay, self.base_delay * 2**attempt) * random.uniform(0.5, 1.0)
+        wait = min(self.max_delay, self.base_delay * 2**attempt) * random.uniform(0.5, 1.0)
+        asked = getattr(error, "retry_after", None)
+        if isinstance(error, (RateLimited, ServerError, ModelLoading)) and asked is not None:
+            wait = max(wait, asked)
         return wait if elapsed + wait <= self.max_total else None
 
 

@@ -67,3 +67,19 @@ def test_allowed_hosts_must_be_a_list_of_names() -> None:
 
     with pytest.raises(ConfigurationError, match=r"gateway\.allowed_hosts"):
         GatewaySettings.from_settings(load_settings(data={"gateway": {"allowed_hosts": "x"}}))
+
+
+def test_a_cross_site_request_without_origin_is_refused(keyless: RunningGateway) -> None:
+    """Issue 12 #11: an <img> on another site sends a GET with no Origin; the browser still says
+    Sec-Fetch-Site: cross-site, and a keyless gateway must not load or swap a model for it."""
+    cross = {"sec-fetch-site": "cross-site", "sec-fetch-mode": "no-cors", "sec-fetch-dest": "image"}
+    r = httpx.get(f"{keyless.url}/upstream/some-model/props", headers=cross)
+    assert r.status_code == 403 and "cross-site" in r.json()["error"]["message"]
+    same = {"sec-fetch-site": "same-origin"}
+    assert httpx.get(f"{keyless.url}/health", headers=same).status_code == 200
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1:80@evil.example", "localhost:1@evil.example", "local host"])
+def test_a_host_with_userinfo_or_junk_is_refused(keyless: RunningGateway, host: str) -> None:
+    r = httpx.get(f"{keyless.url}/health", headers={"host": host})
+    assert r.status_code == 421

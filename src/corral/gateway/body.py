@@ -48,7 +48,19 @@ def parse_json(raw: bytes) -> dict[str, Any]:
     # Only a body with more brackets than the limit can be nested past it (bytes.count is C-fast).
     if raw.count(b"[") + raw.count(b"{") > MAX_DEPTH and _depth(body) > MAX_DEPTH:
         raise WireError(400, f"request body is nested too deeply (more than {MAX_DEPTH} levels)")
+    # JSON can spell a lone UTF-16 surrogate ("\ud800"), which is no Unicode text: it could not be
+    # sent upstream, logged or shown. Only a body with such an escape needs the check.
+    if (b"\\ud" in raw or b"\\uD" in raw) and _has_lone_surrogate(body):
+        raise WireError(400, "request body holds a lone UTF-16 surrogate (like \\ud800): not valid Unicode text")
     return body
+
+
+def _has_lone_surrogate(body: Any) -> bool:
+    try:
+        json.dumps(body, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def _depth(value: Any) -> int:

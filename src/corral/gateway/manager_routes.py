@@ -4,14 +4,18 @@ GET /running, POST /api/models/unload[/{model}], POST /models/{model}/load, and
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections.abc import AsyncIterator
 from typing import Literal
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 
+from ..async_transport import RawJSON, TransportFailure
 from ..errors import ConfigurationError
 from ..providers.base import HTTPRequest
+from .body import read_body
 from .observe import RequestRecord
 from .state import Gateway
 from .wire_errors import WireError, error_response
@@ -81,24 +85,51 @@ async def load(request: Request) -> Response:
 
 
 async def upstream(request: Request) -> Response:
-    """A request passed to one managed model's llama-server as it is (its key added by corral)."""
+    """A request passed to one managed model's llama-server as it is (its key added by corral), the
+    answer relayed as it comes: a streamed generation stops when the client leaves."""
     gw = _gateway(request)
     if isinstance(gw, Response):
         return gw
     rec = RequestRecord("/upstream", model=request.path_params["model"])
+    streaming = False
     try:
         if gw.manager is None or gw.manager.model_for(rec.model) is None:
             raise _unmanaged(rec.model)
+        body = await read_body(request, gw.config.max_body_bytes)
+        if body.strip():
+            try:
+                json.loads(body)
+            except (ValueError, RecursionError):
+                raise WireError(400, "the body for a llama-server route must be JSON") from None
         target = await gw.target(rec.model, rec)
         path = "/" + request.path_params["path"]
         if request.url.query:
             path += "?" + request.url.query
-        body = await request.body()
-        payload = json.loads(body) if body.strip() else None
         method: Literal["GET", "POST"] = "GET" if request.method == "GET" else "POST"
-        _, raw = await target.client.passthrough(lambda p: HTTPRequest(method, f"{p.base_url}{path}", payload), [])
-        return Response(raw, media_type="application/json")
+        payload = RawJSON(body) if body.strip() else None
+        _, answer = await target.client.passthrough_stream(
+            lambda p: HTTPRequest(method, f"{p.base_url}{path}", payload), []
+        )
+        media = answer.headers.get("content-type", "application/json")
+
+        async def relay() -> AsyncIterator[bytes]:
+            try:
+                async for chunk in answer.aiter_bytes():
+                    rec.mark_first_byte()
+                    yield chunk
+            except TransportFailure:
+                rec.status = 502  # cut mid-answer: the client sees a truncated body, the log says so
+            except (asyncio.CancelledError, GeneratorExit):
+                rec.status = 499
+                raise
+            finally:
+                await answer.aclose()
+                gw.finish(rec)
+
+        streaming = True
+        return StreamingResponse(relay(), media_type=media, headers={"cache-control": "no-cache"})
     except Exception as exc:
         return gw.failure("openai", exc, rec)
     finally:
-        gw.finish(rec)
+        if not streaming:
+            gw.finish(rec)

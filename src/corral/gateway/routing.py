@@ -84,7 +84,15 @@ class Router:
 
     def client(self, provider: str | None) -> AsyncClient:
         if provider not in self._clients:
-            self._clients[provider] = AsyncClient(provider, config=self.settings, transport=self.transport)
+            client = AsyncClient(provider, config=self.settings, transport=self.transport)
+            if client.config.options.get("max_retries") is None and client.routing.max_retries is None:
+                # The gateway's callers retry 429/5xx themselves (the SDKs do, twice): retrying here too
+                # would multiply upstream calls. One attempt per provider, fallbacks still apply, and the
+                # upstream's status and Retry-After go back to the caller. Configured retries win.
+                client = AsyncClient(
+                    provider, config=self.settings, transport=self.transport, max_retries=self.config.upstream_retries
+                )
+            self._clients[provider] = client
         return self._clients[provider]
 
     def resolve(self, model: Any) -> Resolved:

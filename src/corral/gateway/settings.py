@@ -38,6 +38,7 @@ class GatewaySettings:
     allowed_hosts: tuple[str, ...] = ()  # names besides loopback a keyless gateway answers to
     max_output_tokens: int | None = None  # for models without their own
     wire_log: bool = False  # log every request and answer, bodies included (secrets masked)
+    upstream_retries: int = 0  # retries of a failed upstream call, for providers that set none (see routing)
 
     @classmethod
     def from_settings(cls, settings: Settings | None) -> GatewaySettings:
@@ -88,6 +89,7 @@ class GatewaySettings:
             allowed_hosts=tuple(allowed),
             max_output_tokens=max_output,
             wire_log=_flag(table.get("wire_log", False), "gateway.wire_log"),
+            upstream_retries=_count(table.get("upstream_retries", 0), "gateway.upstream_retries"),
         )
 
     def route(self, model: str | None) -> ModelRoute | None:
@@ -129,4 +131,10 @@ def _positive(value: Any, where: str) -> int | None:
 def _flag(value: Any, where: str) -> bool:
     if not isinstance(value, bool):
         raise ConfigurationError(f"{where} must be true or false, got {value!r}")
+    return value
+
+
+def _count(value: Any, where: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ConfigurationError(f"{where} must be a non-negative integer, got {value!r}")
     return value

@@ -253,6 +253,11 @@ def from_corral_error(exc: CorralError, redact: Callable[[str], str] | None = No
         return 429, "rate_limit_error", msg
     if isinstance(exc, ModelLoading):
         return 503, "overloaded_error", msg
+    if isinstance(exc, ProviderError) and exc.status in (501, 503):
+        # Not implemented stays 501 (asking again will not help); unavailable stays 503, with its
+        # Retry-After, so the client waits as the upstream asked.
+        kind = "overloaded_error" if exc.status == 503 else "api_error"
+        return exc.status, kind, f"upstream answered HTTP {exc.status}: {msg}"
     if isinstance(exc, ServerError):
         return 502, "api_error", f"upstream server error (HTTP {exc.status}): {msg}"
     if isinstance(exc, ProviderError):

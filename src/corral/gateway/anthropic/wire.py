@@ -162,30 +162,37 @@ def _assistant(content: Any, path: str) -> Message:
     return Message("assistant", "".join(texts) or None, tuple(calls), reasoning="".join(thoughts) or None)
 
 
-def _messages(value: Any) -> list[Message]:
+def _messages(value: Any) -> tuple[list[Message], list[str]]:
+    """The conversation, and the text of any system messages within it (Claude Code sends those
+    mid-conversation); they join the system prompt, which every chat template can render."""
     _need(value is not None, "messages", "Field required")
     _need(isinstance(value, list) and bool(value), "messages", "must be a non-empty array of messages")
     out: list[Message] = []
+    system: list[str] = []
     for i, m in enumerate(value):
         path = f"messages.{i}"
         _need(isinstance(m, Mapping), path, "must be an object")
         _need(m.get("content") is not None, f"{path}.content", "Field required")
         role = m.get("role")
-        _need(role in ("user", "assistant"), f"{path}.role", f"must be 'user' or 'assistant', got {role!r}")
+        ok = role in ("user", "assistant", "system")
+        _need(ok, f"{path}.role", f"must be 'user', 'assistant' or 'system', got {role!r}")
         if role == "user":
             out += _user(m["content"], f"{path}.content")
+        elif role == "system":
+            system.append(_system(m["content"], f"{path}.content"))
         else:
             out.append(_assistant(m["content"], f"{path}.content"))
-    return out
+    _need(bool(out), "messages", "must hold at least one user or assistant message")
+    return out, system
 
 
-def _system(value: Any) -> str:
+def _system(value: Any, path: str = "system") -> str:
     if value is None or isinstance(value, str):
         return value or ""
     texts = []
-    for j, block in enumerate(_blocks(value, "system")):
-        _need(block.get("type") == "text", f"system.{j}.type", f"must be 'text', got {block.get('type')!r}")
-        texts.append(_str(block, "text", f"system.{j}"))
+    for j, block in enumerate(_blocks(value, path)):
+        _need(block.get("type") == "text", f"{path}.{j}.type", f"must be 'text', got {block.get('type')!r}")
+        texts.append(_str(block, "text", f"{path}.{j}"))
     return "\n\n".join(t for t in texts if t)
 
 
@@ -243,8 +250,8 @@ def _parse(body: Any, *, require_max_tokens: bool) -> ChatRequest:
     max_tokens = b.get("max_tokens")
     _need(max_tokens is not None or not require_max_tokens, "max_tokens", "Field required")
     _need(max_tokens is None or _is_int(max_tokens, 1), "max_tokens", f"must be a positive integer, got {max_tokens!r}")
-    system = _system(b.get("system"))
-    messages = _messages(b.get("messages"))
+    messages, inline_system = _messages(b.get("messages"))
+    system = "\n\n".join(t for t in (_system(b.get("system")), *inline_system) if t)
     stop = b.get("stop_sequences")
     ok = stop is None or (isinstance(stop, list) and all(isinstance(s, str) for s in stop))
     _need(ok, "stop_sequences", "must be an array of strings")
