@@ -228,7 +228,8 @@ USER = [{"role": "user", "content": "hi"}]
         ({**BASE, "max_tokens": 0, "messages": USER}, "max_tokens"),
         ({**BASE}, "messages"),
         ({**BASE, "messages": []}, "messages"),
-        ({**BASE, "messages": [{"role": "system", "content": "x"}]}, "messages.0.role"),
+        ({**BASE, "messages": [{"role": "tool", "content": "x"}]}, "messages.0.role"),
+        ({**BASE, "messages": [{"role": "system", "content": "x"}]}, "messages"),  # nothing but system
         ({**BASE, "messages": [{"role": "user"}]}, "messages.0.content"),
         ({**BASE, "messages": [{"role": "user", "content": 7}]}, "messages.0.content"),
         (
