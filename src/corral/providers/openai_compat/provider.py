@@ -92,6 +92,7 @@ class OpenAICompatProvider(Provider):
             response_format=req.response_format if req.parse_output else None,
             output_type=req.output_type,
             tools=req.tools,
+            stop=req.stop,
         )
 
     def chat(self, req: ChatRequest) -> Call[ChatResponse]:

@@ -49,8 +49,10 @@ class ChunkAssembler:
         output_type: Any = None,
         ignore_reasoning: bool = False,
         tools: Sequence[Mapping[str, Any]] = (),
+        stop: Sequence[str] = (),
     ) -> None:
         self.provider = provider
+        self._stop = stop
         self._format = response_format
         self._output_type = output_type
         self._ignore_reasoning = ignore_reasoning
@@ -106,7 +108,7 @@ class ChunkAssembler:
         verbose = payload.get("__verbose")  # llama.cpp, asked with "verbose": which stop string matched
         if isinstance(verbose, Mapping) and verbose.get("stop_type") == "word":
             word = verbose.get("stopping_word")
-            self._stop_sequence = word if isinstance(word, str) and word else None
+            self._stop_sequence = word if isinstance(word, str) and word in self._stop else None
         return out
 
     def usage_so_far(self) -> Usage | None:
