@@ -47,12 +47,12 @@ def wait_until(predicate: Any, timeout: float) -> float | None:
     return None
 
 
-def send_raw(gateway_url: str, body: dict[str, Any]) -> socket.socket:
+def send_raw(gateway_url: str, body: dict[str, Any], path: str = "/v1/chat/completions") -> socket.socket:
     host, port = gateway_url.split("://", 1)[1].split(":")
     sock = socket.create_connection((host, int(port)))
     payload = json.dumps(body).encode()
     sock.sendall(
-        f"POST /v1/chat/completions HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n".encode()
+        f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n".encode()
         + f"Content-Length: {len(payload)}\r\n\r\n".encode()
         + payload
     )
@@ -115,3 +115,39 @@ def test_prompt_phase_disconnect_frees_slot_at_first_token(gateway: RunningGatew
     # Processing ~3000 prompt tokens takes seconds here; generating 4000 tokens would take far longer.
     elapsed = time.monotonic() - started
     assert elapsed < 40, f"slot busy for {elapsed:.1f} s: the generation ran on after the client left"
+
+
+# Every route that generates, streamed or whole, the Anthropic one with thinking on (Claude Code's
+# requests), the completion routes too: a client leaving frees the slot during generation.
+ROUTES = {
+    "anthropic-thinking": ("/v1/messages", {"model": "m", "max_tokens": 2000, "thinking": {"type": "enabled",
+                           "budget_tokens": 1500}, "messages": [{"role": "user", "content": "Tell a long story."}]}),
+    "completions": ("/v1/completions", {"prompt": "Once upon a time", "max_tokens": 2000}),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("stream", [True, False], ids=["stream", "whole"])
+@pytest.mark.parametrize("route", sorted(ROUTES))
+def test_every_route_frees_the_slot_when_the_client_leaves(
+    gateway: RunningGateway, slot_server: Any, route: str, stream: bool
+) -> None:
+    path, body = ROUTES[route]
+    body = {**body, "stream": stream, "temperature": 1.0, "cache_prompt": False}
+    assert wait_until(lambda: not busy(slot_server.url), 60) is not None, "slot busy before the test"
+    sock = send_raw(gateway.url, body, path)
+    try:
+        assert wait_until(lambda: busy(slot_server.url), 10) is not None, "the request never reached the slot"
+        if stream:
+            sock.settimeout(20)
+            seen = b""
+            while b"data:" not in seen:  # tokens are flowing
+                chunk = sock.recv(65536)
+                assert chunk, "the gateway closed the stream"
+                seen += chunk
+        else:
+            time.sleep(1.0)  # past a short prompt: generating
+    finally:
+        sock.close()
+    freed = wait_until(lambda: not busy(slot_server.url), 5)
+    assert freed is not None, "slot still busy 5 s after the client left"
+    assert freed <= 1.0, f"slot freed only after {freed:.2f} s"
