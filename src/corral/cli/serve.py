@@ -64,4 +64,7 @@ def serve(
         port=bind_port,
         log_level=logging.getLevelName(max(level, logging.WARNING)).lower(),
         access_log=False,
+        # On SIGTERM answers in flight get this long to finish, then are cut (the models are then
+        # stopped and reaped): a long generation cannot hold a shutdown forever.
+        timeout_graceful_shutdown=max(1, round(gateway.shutdown_timeout)),
     )

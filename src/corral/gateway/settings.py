@@ -39,6 +39,7 @@ class GatewaySettings:
     max_output_tokens: int | None = None  # for models without their own
     wire_log: bool = False  # log every request and answer, bodies included (secrets masked)
     upstream_retries: int = 0  # retries of a failed upstream call, for providers that set none (see routing)
+    shutdown_timeout: float = 30.0  # seconds answers in flight get to finish when the gateway stops
 
     @classmethod
     def from_settings(cls, settings: Settings | None) -> GatewaySettings:
@@ -90,6 +91,7 @@ class GatewaySettings:
             max_output_tokens=max_output,
             wire_log=_flag(table.get("wire_log", False), "gateway.wire_log"),
             upstream_retries=_count(table.get("upstream_retries", 0), "gateway.upstream_retries"),
+            shutdown_timeout=_seconds(table.get("shutdown_timeout", 30.0), "gateway.shutdown_timeout"),
         )
 
     def route(self, model: str | None) -> ModelRoute | None:
@@ -138,3 +140,9 @@ def _count(value: Any, where: str) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or value < 0:
         raise ConfigurationError(f"{where} must be a non-negative integer, got {value!r}")
     return value
+
+
+def _seconds(value: Any, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        raise ConfigurationError(f"{where} must be a number of seconds, got {value!r}")
+    return float(value)

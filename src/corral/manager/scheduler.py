@@ -5,6 +5,12 @@ for one model, or more than ``max_loaded`` in total (a stopping child still coun
 Requests that wait for a model being started are admitted together when it is ready, before any
 other request may pick it as a swap victim: with two models and one slot, alternating clients are
 served in batches instead of starving.
+
+A request admitted to a child always finishes (or is cancelled by its client) before that child is
+swapped out, as llama-swap does: a swap waits for its victim's in-flight requests, however long.
+Requests that wait for a model wait in a bounded queue: past ``max_queue`` waiting requests a new one
+gets 429, past ``queue_timeout`` a waiting one gets 503, both with Retry-After. Only an operator's
+unload and a shutdown stop a child under its requests, after ``drain_timeout``.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigurationError, ModelLoading, ServerUnreachable
+from ..errors import ConfigurationError, ModelLoading, RateLimited, ServerUnreachable
 from .process import ManagedProcess, State
 from .spec import ManagerSettings, ModelSpec, engine_argv
 
@@ -65,6 +71,7 @@ class Scheduler:
         self._tasks: set[asyncio.Task[None]] = set()
         self._reaper: asyncio.Task[None] | None = None
         self._closed = False
+        self.waiting = 0  # requests in acquire() not yet admitted
 
     # -- lookups ----------------------------------------------------------------------------------------------
     def model_for(self, name: str) -> str | None:
@@ -83,13 +90,31 @@ class Scheduler:
             raise ConfigurationError(f"model {name!r} is not managed")
         spec = self.settings.models[model]
         self._ensure_reaper()
-        budget = self.settings.load_timeout + self.settings.drain_timeout + self.settings.stop_grace + 5
+        ready = self._procs.get(model)
+        if ready is not None and ready.state is State.READY and not ready.draining and ready.alive():
+            ready.inflight += 1  # the common case: no lock, no queue
+            ready.last_used = time.monotonic()
+            return Lease(self, ready)
+        if self.waiting >= self.settings.max_queue:
+            raise RateLimited(
+                f"the model manager has {self.waiting} requests waiting for models (manager.max_queue); "
+                "try again shortly", status=429, provider="manager", retry_after=self._retry_after(),
+            )  # fmt: skip
+        self.waiting += 1
+        budget = self.settings.queue_timeout
         try:
             return await asyncio.wait_for(self._acquire(spec), budget)
         except TimeoutError:
             raise ModelLoading(
-                f"model {model!r} could not be loaded within {budget:g} s", status=503, provider="manager"
-            ) from None
+                f"model {model!r} was not ready within {budget:g} s (manager.queue_timeout): other models' "
+                "requests hold the slots", status=503, provider="manager", retry_after=self._retry_after(),
+            ) from None  # fmt: skip
+        finally:
+            self.waiting -= 1
+
+    def _retry_after(self) -> float:
+        """A client's fair wait: about one model start."""
+        return max(1.0, min(30.0, self.settings.load_timeout / 4))
 
     async def _acquire(self, spec: ModelSpec) -> Lease:
         async with self._cond:
@@ -129,7 +154,7 @@ class Scheduler:
                         await self._cond.wait()  # every slot is starting or has waiters: wait for a change
                         continue
                     victim.draining = True
-                    self._spawn(self._drain_and_stop(victim))
+                    self._spawn(self._drain_and_stop(victim, bound=None))
                     await self._cond.wait()
                     continue
                 self._procs[spec.name] = proc = self._new_process(spec)
@@ -182,10 +207,14 @@ class Scheduler:
             self._watch(proc)
             self._cond.notify_all()
 
-    async def _drain_and_stop(self, proc: ManagedProcess) -> None:
+    async def _drain_and_stop(self, proc: ManagedProcess, bound: float | None) -> None:
+        """Wait for the child's admitted requests (at most ``bound`` seconds; None: until they end),
+        then stop it."""
         async with self._cond:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._cond.wait_for(lambda: proc.inflight <= 0), self.settings.drain_timeout)
+                await asyncio.wait_for(self._cond.wait_for(lambda: proc.inflight <= 0), bound)
+            if proc.inflight > 0:
+                log.warning("model %s stopped with %d requests still running", proc.spec.name, proc.inflight)
             proc.state = State.STOPPING
             self._cond.notify_all()
         await proc.stop()
@@ -229,7 +258,7 @@ class Scheduler:
             chosen = [p for p in targets if p.state is State.READY and not p.draining]
             for p in chosen:
                 p.draining = True
-        await asyncio.gather(*(self._drain_and_stop(p) for p in chosen))
+        await asyncio.gather(*(self._drain_and_stop(p, self.settings.drain_timeout) for p in chosen))
         return [p.spec.name for p in chosen]
 
     async def load(self, name: str) -> ManagedProcess:
@@ -283,16 +312,25 @@ class Scheduler:
                     p.draining = True
             for p in idle:
                 log.info("model %s idle for %.0f s: unloading", p.spec.name, p.spec.ttl)
-                self._spawn(self._drain_and_stop(p))
+                self._spawn(self._drain_and_stop(p, bound=None))
 
     async def aclose(self) -> None:
-        """Stop every child and wait for each to be reaped."""
+        """Stop every child and wait for each to be reaped: no new request is admitted, in-flight ones
+        get up to ``drain_timeout`` to finish (a graceful shutdown, bounded)."""
         self._closed = True
         if self._reaper is not None:
             self._reaper.cancel()
         async with self._cond:
+            self._cond.notify_all()  # waiting requests learn of the shutdown
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    self._cond.wait_for(lambda: all(p.inflight <= 0 for p in self._procs.values())),
+                    self.settings.drain_timeout,
+                )
             procs = list(self._procs.values())
-            self._cond.notify_all()
+            for p in procs:
+                if p.state in (State.READY, State.STARTING):
+                    p.state = State.STOPPING  # asked to stop: its exit is no crash
         await asyncio.gather(*(p.stop() for p in procs), return_exceptions=True)
         for task in list(self._tasks):
             task.cancel()

@@ -48,7 +48,9 @@ class ManagerSettings:
     models_dirs: tuple[Path, ...] = ()
     load_timeout: float = 120.0
     stop_grace: float = 5.0
-    drain_timeout: float = 60.0  # how long a swap waits for the victim's requests to finish
+    drain_timeout: float = 60.0  # how long an unload or a shutdown waits for in-flight requests
+    queue_timeout: float = 300.0  # how long a request may wait for its model (then 503 + Retry-After)
+    max_queue: int = 64  # requests waiting for a model at once (more: 429 + Retry-After)
     engine: tuple[str, ...] | None = None
     state_dir: Path | None = None  # slot files, logs; default: the corral cache
     # Sets of models that may run together. With groups, a model outside every group of a running
@@ -98,7 +100,11 @@ class ManagerSettings:
         if isinstance(dirs, str):
             dirs = [dirs]
         timeouts = {k: _seconds(table.get(k, d), f"manager.{k}") for k, d in
-                    (("load_timeout", 120.0), ("stop_grace", 5.0), ("drain_timeout", 60.0))}  # fmt: skip
+                    (("load_timeout", 120.0), ("stop_grace", 5.0), ("drain_timeout", 60.0),
+                     ("queue_timeout", 300.0))}  # fmt: skip
+        max_queue = table.get("max_queue", 64)
+        if not isinstance(max_queue, int) or isinstance(max_queue, bool) or max_queue < 1:
+            raise ConfigurationError("manager.max_queue must be a positive integer")
         state_dir = table.get("state_dir")
         groups = _groups(table.get("groups"), models)
         if groups and "max_loaded" not in table:
@@ -110,6 +116,7 @@ class ManagerSettings:
             models_dirs=tuple(Path(d).expanduser() for d in dirs),
             engine=engine,
             state_dir=Path(state_dir).expanduser() if state_dir else None,
+            max_queue=max_queue,
             **timeouts,
         )
 
