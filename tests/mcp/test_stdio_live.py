@@ -3,6 +3,7 @@ llama.cpp server."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -220,3 +221,16 @@ async def test_validate_model(mcp_config: Path, served_model: str) -> None:
     assert "stream" in probes and "embeddings" in probes
     assert "chat" in r["passed"]
     assert "chat" in seen
+
+
+async def test_validate_model_never_reads_a_path_the_caller_names(mcp_config: Path, tmp_path: Path) -> None:
+    """Issue 12 (low): a tool call names models, not files; a path in it must not tell whether a GGUF
+    exists on the machine or what it holds."""
+    hidden = tmp_path / "private" / "secret.gguf"
+    hidden.parent.mkdir()
+    hidden.write_bytes(b"GGUF" + b"\0" * 64)
+    async with stdio_session(mcp_config) as session:
+        r = ok(await session.call_tool("validate_model", {"model": str(hidden)}))
+    checked = [p for p in r["probes"] if p["name"] == "gguf_integrity"]
+    assert all(p["detail"].get("path") != str(hidden) for p in checked)
+    assert "secret.gguf" not in json.dumps([r["probes"], r.get("gguf")])  # only the name it was given comes back

@@ -325,7 +325,9 @@ class CorralTools:
             name = self.pool.resolve(provider)
 
             def job(progress: ProgressFn) -> dict[str, Any]:
-                return validate(self.pool.sync_client(name), model, gguf_path=None, progress=progress).as_dict()
+                client = self.pool.sync_client(name)
+                # A tool call names models, never files: only the GGUF the server reports is read.
+                return validate(client, model, progress=progress, caller_paths=False).as_dict()
 
             return ValidationOut.model_validate(await self._in_thread(ctx, job))
 

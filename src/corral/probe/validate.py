@@ -263,20 +263,25 @@ def validate(
     progress: Progress | None = None,
     probes: Sequence[str] | None = None,
     store: bool = True,
+    caller_paths: bool = True,
 ) -> ValidationReport:
     """Run the probes (all of ``PROBES``, or the named ones) against ``model`` and return the report;
-    with ``store`` it is also kept in the user cache, where capability advertising reads it."""
+    with ``store`` it is also kept in the user cache, where capability advertising reads it. With
+    ``caller_paths=False`` (a remote caller, MCP) a model name is never read as a file path: only the
+    GGUF the server itself reports is checked, so the tool cannot probe the machine's files."""
     names = list(PROBES) if probes is None else list(probes)
     unknown = [n for n in names if n not in PROBES]
     if unknown:
         raise ConfigurationError(f"unknown probe(s) {', '.join(unknown)}; known: {', '.join(PROBES)}")
     report = progress or (lambda done, total, message: None)
     provider = client.provider
-    wants_gguf = gguf_path is not None or bool(model and model.endswith(".gguf"))
+    if not caller_paths:
+        gguf_path = None
+    wants_gguf = gguf_path is not None or bool(caller_paths and model and model.endswith(".gguf"))
     total = len(names) + (1 if wants_gguf else 0)
     results: list[ProbeResult] = []
     gguf_meta: dict[str, Any] | None = None
-    target = _gguf_target(model, gguf_path, None)
+    target = _gguf_target(model if caller_paths else None, gguf_path, None)
     if target is not None:
         report(0, total, "gguf_integrity")
         result, gguf_meta = probe_gguf(target)
@@ -292,9 +297,10 @@ def validate(
             unreachable = result.evidence
         results.append(result)
     served = model or provider.config.model or _answered_model(results) or _served_model(client, unreachable)
+    reported = served if caller_paths else _answered_model(results) or _served_model(client, unreachable)
     if target is None:
         # the server named its model as a local GGUF file: include its metadata too
-        target = _gguf_target(None, None, served)
+        target = _gguf_target(None, None, reported)
         if target is not None:
             result, gguf_meta = probe_gguf(target)
             results.insert(0, result)
