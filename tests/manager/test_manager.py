@@ -202,3 +202,13 @@ def test_groups_must_name_configured_models(gguf: str) -> None:
     table = {"groups": [["a", "ghost"]], "models": {"a": {"gguf": gguf}}}
     with pytest.raises(ConfigurationError, match="'ghost'"):
         ManagerSettings.from_settings(Settings(raw={"manager": table}))
+
+
+def test_a_model_name_never_becomes_a_path() -> None:
+    """Issue 12 (low): the slot folder is made from the model name, safely."""
+    from corral.manager.scheduler import slot_dir_name
+
+    names = ["../../etc", "a/b", "a_b", "..", "/abs", "ok-name.q4"]
+    folders = [slot_dir_name(n) for n in names]
+    assert all("/" not in f and f not in (".", "..") and not f.startswith(".") for f in folders)
+    assert len(set(folders)) == len(names)  # "a/b" and "a_b" do not share one

@@ -17,6 +17,8 @@ from typing import Any
 import httpx
 import pytest
 
+from corral.manager.scheduler import slot_dir_name
+
 from ..gateway.conftest import RunningGateway
 
 pytestmark = pytest.mark.live
@@ -159,7 +161,7 @@ def test_slot_save_passthrough_per_model(gguf_path: Path, tmp_path: Path) -> Non
         assert httpx.post(f"{gw.url}/v1/chat/completions", json=body, timeout=120).status_code == 200
         r = httpx.post(f"{gw.url}/upstream/kv/slots/0?action=save", json={"filename": "s.bin"}, timeout=30)
         assert r.status_code == 200 and r.json()["n_saved"] > 0
-        assert (tmp_path / "slots" / "kv" / "s.bin").is_file()  # each model has its own slot folder
+        assert (tmp_path / "slots" / slot_dir_name("kv") / "s.bin").is_file()  # each model has its own slot folder
         r = httpx.post(f"{gw.url}/upstream/kv/slots/0?action=restore", json={"filename": "s.bin"}, timeout=30)
         assert r.status_code == 200 and r.json()["n_restored"] > 0
     finally:

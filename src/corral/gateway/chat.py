@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from ..capabilities import Capability
-from ..errors import ProviderError
+from ..errors import ProviderError, ResponseError
 from ..providers.base import ChatRequest, HTTPRequest, Provider, needed_capabilities
 from .body import OFF_LOOP_BYTES
 from .observe import RequestRecord
@@ -149,6 +149,10 @@ async def serve_chat(request: Request, wire: ChatWire) -> Response:
                     return Response(status_code=499)
                 provider, answer = got
                 rec.provider = provider.name
+                body_end = answer.rstrip()[-1:]
+                if answer.lstrip()[:1] != b"{" or body_end != b"}":  # a cut or garbled body, not an answer
+                    shown = answer[:120].decode("utf-8", "replace")
+                    raise ResponseError(f"upstream answered 200 with a body that is not a JSON object: {shown!r}")
                 rec.answer = answer
                 if model and b'"model"' in answer:
                     answer = rename_model(answer, model)

@@ -57,6 +57,16 @@ class Lease:
             self.scheduler.poke()
 
 
+def slot_dir_name(model: str) -> str:
+    """A model's slot-file folder: its name made safe for one path component, plus a digest so that
+    two names never share one ("a/b" and "a_b"), and no name is ever joined to a path as it is."""
+    import hashlib
+    import re
+
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", model).strip(".") or "model"
+    return f"{safe[:64]}-{hashlib.sha256(model.encode()).hexdigest()[:8]}"
+
+
 def _state(proc: ManagedProcess) -> State:
     return proc.state
 
@@ -182,7 +192,7 @@ class Scheduler:
             spec,
             engine,
             embedded=embedded,
-            slot_dir=self.state_dir / "slots" / spec.name,
+            slot_dir=self.state_dir / "slots" / slot_dir_name(spec.name),
             load_timeout=self.settings.load_timeout,
             stop_grace=self.settings.stop_grace,
         )
