@@ -38,7 +38,11 @@ def parse_json(raw: bytes) -> dict[str, Any]:
     if not raw.strip():
         raise WireError(400, "request body is empty; expected a JSON object")
     try:
-        body = json.loads(raw)
+        body = json.loads(raw, object_pairs_hook=_no_duplicates)
+    except _DuplicateKey as exc:
+        # Refused, not resolved: the gateway would check the last value while a backend given the
+        # same bytes may read the first.
+        raise WireError(400, f"request body repeats the key {exc.key!r} in one object") from None
     except RecursionError:
         raise WireError(400, f"request body is nested too deeply (more than {MAX_DEPTH} levels)") from None
     except ValueError as exc:
@@ -53,6 +57,23 @@ def parse_json(raw: bytes) -> dict[str, Any]:
     if (b"\\ud" in raw or b"\\uD" in raw) and _has_lone_surrogate(body):
         raise WireError(400, "request body holds a lone UTF-16 surrogate (like \\ud800): not valid Unicode text")
     return body
+
+
+class _DuplicateKey(ValueError):
+    def __init__(self, key: str) -> None:
+        self.key = key[:100]
+        super().__init__(key)
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    found = dict(pairs)
+    if len(found) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _DuplicateKey(key)
+            seen.add(key)
+    return found
 
 
 def _has_lone_surrogate(body: Any) -> bool:
