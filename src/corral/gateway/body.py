@@ -54,7 +54,8 @@ def parse_json(raw: bytes) -> dict[str, Any]:
         raise WireError(400, f"request body is nested too deeply (more than {MAX_DEPTH} levels)")
     # JSON can spell a lone UTF-16 surrogate ("\ud800"), which is no Unicode text: it could not be
     # sent upstream, logged or shown. Only a body with such an escape needs the check.
-    if (b"\\ud" in raw or b"\\uD" in raw) and _has_lone_surrogate(body):
+    # (Or as raw bytes ED A0..BF: json.loads decodes bytes with "surrogatepass".)
+    if (b"\\ud" in raw or b"\\uD" in raw or b"\xed" in raw) and _has_lone_surrogate(body):
         raise WireError(400, "request body holds a lone UTF-16 surrogate (like \\ud800): not valid Unicode text")
     return body
 

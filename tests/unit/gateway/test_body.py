@@ -18,6 +18,7 @@ from corral.gateway.wire_errors import WireError
         (b'{"a":' + b"[" * (MAX_DEPTH + 5) + b"]" * (MAX_DEPTH + 5) + b"}", "nested too deeply"),  # under it
         (b'{"model": "\\ud800", "messages": "x"}', "lone UTF-16 surrogate"),
         (b'{"messages": [{"role": "user", "content": "a\\uDFFFb"}]}', "lone UTF-16 surrogate"),
+        (b'{"model": "\xed\xa0\x80"}', "lone UTF-16 surrogate"),  # the same as raw (invalid) UTF-8 bytes
         (b'{"max_tokens": 10, "max_tokens": 100000}', "repeats the key 'max_tokens'"),
         (b'{"a": {"b": 1, "b": 2}}', "repeats the key 'b'"),
         (b"", "empty"),
