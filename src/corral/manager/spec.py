@@ -29,7 +29,7 @@ from typing import Any
 from ..config import Settings
 from ..errors import ConfigurationError
 
-__all__ = ["ManagerSettings", "ModelSpec", "engine_argv"]
+__all__ = ["ManagerSettings", "ModelSpec", "check_engine_args", "engine_argv"]
 
 # The child's address and key are the manager's to choose: user args may not move them.
 _RESERVED = ("--host", "--port", "--api-key", "--api-key-file", "--path", "--api-prefix")
@@ -219,3 +219,16 @@ def engine_argv(configured: tuple[str, ...] | None) -> tuple[tuple[str, ...], bo
     if found:
         return (found,), False
     return (sys.executable, "-m", "corral.manager.engine_child"), True
+
+
+def check_engine_args(settings: ManagerSettings) -> None:
+    """Models run by the embedded engine must use flags it knows: said at startup, not on the first
+    request. (The real llama-server binary checks its own flags.)"""
+    from .engine_flags import EngineFlagError, parse_engine_args
+
+    for name, spec in settings.models.items():
+        if engine_argv(spec.engine or settings.engine)[1]:
+            try:
+                parse_engine_args(spec.args)
+            except EngineFlagError as exc:
+                raise ConfigurationError(f"manager.models.{name}.args: {exc}") from None
