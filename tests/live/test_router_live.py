@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+import corral
 from corral import Client
 from corral.manager.engine import EngineProcess
 from corral.manager.lifecycle import from_router_models
@@ -69,11 +70,11 @@ def test_two_models_load_and_unload_through_corral(gguf_path: Path, tmp_path: Pa
         assert _status(client) == {"alpha": "unloaded", "beta": "loaded"}
         assert client.chat("hi", model="alpha", max_tokens=2).model == "alpha"  # and back again
 
-        with pytest.raises(Exception, match="not found"):
+        with pytest.raises(corral.ModelNotFound, match="not found"):
             client.chat("hi", model="gamma", max_tokens=2)
-        with pytest.raises(Exception, match="unloads one model at a time"):
+        with pytest.raises(corral.ConfigurationError, match="unloads one model at a time"):
             client.unload()
-        with pytest.raises(Exception, match="401|Invalid API Key"):
+        with pytest.raises(corral.Authentication):
             Client(f"llamacpp://{router.url.split('://', 1)[1]}?router=true", api_key="wrong").running()
         assert router.pid is not None
         engines = _children(router.pid)
