@@ -57,7 +57,10 @@ def _local(as_json: bool) -> None:
     if not pulled:
         out.print(f"no pulled model in {hub_dir()}: corral pull org/repo:QUANT", markup=False)
         return
-    table = Table("name", "size", "parts", "mmproj", "pulled", title=f"pulled models in {hub_dir()}")
+    table = Table(title=f"pulled models in {hub_dir()}")
+    table.add_column("name", no_wrap=True)  # what --model takes: never cut
+    for column in ("size", "parts", "mmproj", "pulled"):
+        table.add_column(column)
     table.add_column("path", overflow="fold")
     for m in pulled:
         d = m.as_dict()
