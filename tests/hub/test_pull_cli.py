@@ -53,7 +53,7 @@ def test_pull_list_and_remove(served: tuple[FakeHub, dict[str, str]], tmp_path: 
 
 
 def test_pull_errors_are_one_line(served: tuple[FakeHub, dict[str, str]], tmp_path: Path) -> None:
-    hub, env = served
+    _, env = served
     gated = corral("pull", "acme/gated-GGUF:Q4_K_M", env=env, cwd=tmp_path)
     assert gated.returncode == 1 and "gated" in gated.stderr and "HF_TOKEN" in gated.stderr
     assert "Traceback" not in gated.stderr and len(gated.stderr.strip().splitlines()) == 1
@@ -68,7 +68,7 @@ def test_pull_errors_are_one_line(served: tuple[FakeHub, dict[str, str]], tmp_pa
 @pytest.mark.live
 def test_pulled_model_chats_on_the_real_engine_by_its_name(served: tuple[FakeHub, dict[str, str]],
                                                            tmp_path: Path) -> None:  # fmt: skip
-    hub, env = served
+    _, env = served
     assert corral("pull", REF, "--json", env=env, cwd=tmp_path).returncode == 0
     done = corral("chat", "--model", REF, "-n", "4", "--temperature", "0", "--json", "hi", env=env, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
