@@ -107,7 +107,7 @@ def test_cache_with_an_unfinished_download_and_a_taken_port_warns(tmp_path: Path
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        code, by = doctor(tmp_path, f'[gateway]\nport = {port}\n[providers.x]\ntype = "llamacpp"\n'
+        _, by = doctor(tmp_path, f'[gateway]\nport = {port}\n[providers.x]\ntype = "llamacpp"\n'
                           f'base_url = "http://127.0.0.1:{closed_port()}"\n')  # fmt: skip
     assert by["cache: downloads"][0]["level"] == "warn" and "resume" in by["cache: downloads"][0]["fix"]
     assert by["gateway port"][0]["level"] == "warn" and f":{port} is taken" in by["gateway port"][0]["detail"]

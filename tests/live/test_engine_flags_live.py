@@ -86,3 +86,32 @@ def test_gateway_runs_a_managed_model_with_gpu_flags(gguf_path: Path, tmp_path: 
     finally:
         gw.stop()
     assert any("accepted -ngl 99" in rec.getMessage() for rec in caplog.records)
+
+
+def test_managed_model_with_a_draft_runs_speculative_decoding(gguf_path: Path, tmp_path: Path,
+                                                              caplog: pytest.LogCaptureFixture) -> None:  # fmt: skip
+    # The bundled GGUF as its own draft: it proves the wiring (a same-size draft does not speed anything up).
+    spec = {"gguf": str(gguf_path), "args": ["-c", "512"], "draft": str(gguf_path)}
+    caplog.set_level(logging.INFO, logger="corral.manager")
+    gw = RunningGateway({"manager": {"state_dir": str(tmp_path), "models": {"spec": spec}}})
+    try:
+        body = {"model": "spec", "prompt": "1, 2, 3,", "max_tokens": 4, "temperature": 0}
+        r = httpx.post(f"{gw.url}/upstream/spec/completion", json={**body, "n_predict": 4}, timeout=170)
+        assert r.status_code == 200, r.text
+        assert r.json()["timings"]["draft_n"] > 0  # llama.cpp drafted tokens with the draft model
+    finally:
+        gw.stop()
+    assert any("settings:" in rec.getMessage() and "-md" in rec.getMessage() for rec in caplog.records)
+
+
+def test_bench_reports_tokens_per_second_with_and_without_a_draft(gguf_path: Path) -> None:
+    import json
+
+    from ..cli.test_cli import corral
+
+    done = corral("bench", "--draft", str(gguf_path), "--runs", "1", "--max-tokens", "8", "--prompt-tokens", "16",
+                  "--json")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["baseline"]["generation_tps"] > 0 and report["speculative"]["generation_tps"] > 0
+    assert report["draft"] == str(gguf_path) and report["speedup"] is not None
