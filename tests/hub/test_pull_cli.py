@@ -92,3 +92,10 @@ def test_zero_setup_chat_says_it_uses_the_demo_model(tmp_path: Path, gguf_path: 
     assert done.returncode == 0, done.stderr
     notice = [ln for ln in done.stderr.splitlines() if "demo model" in ln]
     assert len(notice) == 1 and "corral pull" in notice[0]
+
+
+def test_scan_lists_pulled_models_by_name(served: tuple[FakeHub, dict[str, str]], tmp_path: Path) -> None:
+    _, env = served
+    assert corral("pull", REF, "--json", env=env, cwd=tmp_path).returncode == 0
+    found = json.loads(corral("scan", "--json", env=env, cwd=tmp_path).stdout)
+    assert [(m["name"], m["architecture"], m["error"]) for m in found] == [(REF, "gemma3", None)]
