@@ -12,11 +12,12 @@ from pathlib import Path
 
 import pytest
 
+from corral.manager.bundled import BUNDLED_TEMPLATE
 from corral.manager.engine import EngineProcess
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-# Gemma's turn format plus tool rendering, so llama-server reports (and accepts) tools.
-TOOLS_TEMPLATE = Path(__file__).parent / "live" / "templates" / "gemma3-tools.jinja"
+# The bundled Gemma template (turn format plus tool rendering): llama-server reports and accepts tools.
+TOOLS_TEMPLATE = BUNDLED_TEMPLATE
 
 
 def _unavailable(reason: str) -> None:

@@ -144,7 +144,7 @@ class AsyncClient(ClientBase):
     async def _make_provider(self) -> Provider:
         import asyncio
 
-        if self.config.type == "zero-setup":
+        if self.config.type == "zero-setup" and not self._pulled_model():
             probe = self._zero_setup_probe()
             try:
                 if (await self._run(probe.health(), 1.0, probe)).status in ("ok", "loading"):
@@ -468,12 +468,16 @@ class AsyncClient(ClientBase):
         return await self._run(provider.health(), timeout, provider)
 
     async def running(self, *, timeout: float | None = UNSET) -> list[RunningModel]:
-        """Models a process manager (llama-swap) has loaded now."""
+        """Models a process manager (llama-swap, a router-mode llama-server) has loaded now."""
         return await self._execute(lambda p: p.running(), [Capability.MANAGEMENT], timeout)
 
     async def unload(self, model: str | None = None, *, timeout: float | None = UNSET) -> None:
-        """Unload one model, or all of them, from a process manager (llama-swap)."""
+        """Unload one model, or all of them, from a process manager (llama-swap, a router-mode llama-server)."""
         return await self._execute(lambda p: p.unload(model), [Capability.MANAGEMENT], timeout)
+
+    async def load(self, model: str, *, timeout: float | None = UNSET) -> None:
+        """Ask a router-mode llama-server to load a model (it loads in the background; see running())."""
+        return await self._execute(lambda p: p.load(model), [Capability.MANAGEMENT], timeout)
 
     async def tokenize(self, text: str, *, add_special: bool = False, timeout: float | None = UNSET) -> list[int]:
         return await self._native(Capability.TOKENIZE, lambda p: p.tokenize(text, add_special=add_special), timeout)

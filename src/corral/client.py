@@ -106,7 +106,7 @@ class Client(ClientBase):
         return self._provider
 
     def _make_provider(self) -> Provider:
-        if self.config.type == "zero-setup":
+        if self.config.type == "zero-setup" and not self._pulled_model():
             probe = self._zero_setup_probe()
             try:
                 if self._run(probe.health(), 1.0, probe).status in ("ok", "loading"):
@@ -399,12 +399,16 @@ class Client(ClientBase):
         return self._run(self.provider.health(), timeout, self.provider)
 
     def running(self, *, timeout: float | None = UNSET) -> list[RunningModel]:
-        """Models a process manager (llama-swap) has loaded now."""
+        """Models a process manager (llama-swap, a router-mode llama-server) has loaded now."""
         return self._execute(lambda p: p.running(), [Capability.MANAGEMENT], timeout)
 
     def unload(self, model: str | None = None, *, timeout: float | None = UNSET) -> None:
-        """Unload one model, or all of them, from a process manager (llama-swap)."""
+        """Unload one model, or all of them, from a process manager (llama-swap, a router-mode llama-server)."""
         return self._execute(lambda p: p.unload(model), [Capability.MANAGEMENT], timeout)
+
+    def load(self, model: str, *, timeout: float | None = UNSET) -> None:
+        """Ask a router-mode llama-server to load a model (it loads in the background; see running())."""
+        return self._execute(lambda p: p.load(model), [Capability.MANAGEMENT], timeout)
 
     def tokenize(self, text: str, *, add_special: bool = False, timeout: float | None = UNSET) -> list[int]:
         return self._native(Capability.TOKENIZE, lambda p: p.tokenize(text, add_special=add_special), timeout)

@@ -98,15 +98,44 @@ class ClientBase:
                 return RetryPolicy(max_retries=value)
         return RetryPolicy()
 
+    @property
+    def demo_model(self) -> bool:
+        """Whether this client runs the bundled demo model (zero-setup, nothing else configured)."""
+        from .manager.bundled import is_bundled
+
+        return self._engine is not None and self._engine.model is not None and is_bundled(self._engine.model)
+
     # -- the embedded engine / zero-setup ----------------------------------------------------------------------
+    def _pulled_model(self) -> bool:
+        """Zero-setup asked for a model by name (``--model org/repo:Q4_K_M``, ``hf://…``) that is a
+        pulled model: run it in the embedded engine, whatever answers on 127.0.0.1:8080."""
+        name = self.config.model
+        if self.config.type != "zero-setup" or not name:
+            return False
+        from .hub import find_local, is_hub_ref
+
+        return name.startswith("hf://") or (is_hub_ref(name) and find_local(name) is not None)
+
     def _engine_spec(self) -> tuple[str, tuple[str, ...]]:
-        """(GGUF path, engine arguments) for the embedded engine; the bundled model by default."""
+        """(GGUF path, engine arguments) for the embedded engine: the configured GGUF (a path, an
+        ``hf://`` reference, a pulled model's name), the model named by ``model``, else the bundled one."""
         from .manager.engine import DEFAULT_ENGINE_ARGS
 
         gguf = self.config.options.get("gguf")
         args = self.config.options.get("args")
+        extra = tuple(str(a) for a in args) if isinstance(args, list) else DEFAULT_ENGINE_ARGS
+        if not gguf and self._pulled_model():
+            gguf = self.config.model
         if gguf:
-            return str(gguf), tuple(str(a) for a in args) if isinstance(args, list) else DEFAULT_ENGINE_ARGS
+            from .hub import resolve_model
+
+            path, pulled = resolve_model(str(gguf))
+            if pulled is not None:  # answers to its name; its projector comes along
+                named = "--alias" in extra or "-a" in extra
+                extra = (*extra, *(() if named else ("--alias", pulled.name)))
+                if pulled.mmproj is not None and "--mmproj" not in extra and "-mm" not in extra:
+                    extra = (*extra, "--mmproj", str(pulled.mmproj))
+            return str(path), extra
         from .manager.bundled import bundled_engine_args, bundled_model_path
 
         return str(bundled_model_path()), bundled_engine_args()

@@ -239,9 +239,16 @@ def _is_loopback(host: str) -> bool:
 
 def parse_dsn(dsn: str, name: str | None = None) -> ProviderConfig:
     """``llamacpp://host:port``, ``llama-swap://token@host:port``, ``openai://key@host/v1``,
-    ``anthropic://key@``, ``ollama://host:port``, ``embedded:///path/model.gguf``.
+    ``anthropic://key@``, ``ollama://host:port``, ``embedded:///path/model.gguf``,
+    ``embedded://hf://org/repo:QUANT`` (a Hugging Face model, pulled on first use).
     A ``+http``/``+https`` suffix on the scheme forces the transport; query
     parameters ``timeout`` and ``model`` are understood."""
+    if dsn.lower().startswith("embedded://hf://"):
+        ref, _, query_text = dsn[len("embedded://") :].partition("?")
+        query = dict(parse_qsl(query_text))
+        timeout_hf = _parse_timeout(query.pop("timeout"), "DSN timeout") if "timeout" in query else DEFAULT_TIMEOUT
+        return ProviderConfig(name or "embedded", "embedded", None, None, query.pop("model", None), timeout_hf,
+                              {"gguf": ref, **query})  # fmt: skip
     parts = urlsplit(dsn)
     scheme = parts.scheme.lower()
     transport = None

@@ -12,7 +12,7 @@
     │   ├── BadRequest              400 / 413 / 422
     │   │   └── ContextLengthExceeded
     │   ├── RateLimited             (retryable) 429, with retry_after
-    │   ├── ModelLoading            (retryable) 503 while the model loads
+    │   ├── ModelLoading            (retryable) 503 while the model loads, with retry_after
     │   └── ServerError             (retryable) other 5xx
     └── ResponseError               malformed body, malformed or cut stream
         └── StructuredOutputError   output did not parse/validate against the requested format
@@ -147,7 +147,7 @@ class RateLimited(ProviderError):
 
 
 class ModelLoading(ProviderError):
-    """The server is up but still loading its model."""
+    """The server is up but still loading (or downloading) its model; ``retry_after`` seconds if known."""
 
     retryable = True
 

@@ -175,7 +175,7 @@ def test_routes_moving_args_dropped_with_a_warning(tmp_path: Path) -> None:
             "    cmdStop: docker stop m\n",
             "cmd runs 'docker', not llama-server",
         ),
-        ("    cmd: llama-server -hf ggml-org/gemma-3-1b-it-GGUF --port ${PORT}\n", "downloads the model (-hf)"),
+        ("    cmd: llama-server -mu https://example.com/m.gguf --port ${PORT}\n", "downloads the model (-mu)"),
         ("    cmd: llama-server --port ${PORT} -c 512\n", "no -m/--model GGUF path"),
         ("    cmd: llama-server -m a.gguf --port ${PORT}\n    proxy: http://192.168.1.5:8080\n", "proxy"),
         ("    cmd: llama-server -m a.gguf --port 8080\n    proxy: http://127.0.0.1:9999\n", "proxy"),
@@ -188,6 +188,22 @@ def test_models_corral_cannot_run_are_skipped_with_a_warning(tmp_path: Path, bod
     assert set(got.models) == {"ok"}
     [warning] = [w for w in got.warnings if "'m'" in w]
     assert warning.startswith("config.yaml: model 'm' skipped: ") and reason in warning
+
+
+def test_hf_downloads_become_hub_references(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CORRAL_CACHE_DIR", str(tmp_path / "cache"))
+    text = (
+        "models:\n"
+        "  gemma:\n    cmd: llama-server -hf ggml-org/gemma-3-1b-it-GGUF:Q4_K_M --port ${PORT} -c 512\n"
+        "  file:\n    cmd: llama-server --hf-repo org/r-GGUF --hf-file r-Q8_0.gguf --port ${PORT}\n"
+        "  spec:\n    cmd: llama-server -hf org/big-GGUF -hfd org/small-GGUF:Q4_0 --port ${PORT}\n"
+    )
+    got = read_llamaswap(write(tmp_path, text))
+    assert got.models["gemma"].source == "hf://ggml-org/gemma-3-1b-it-GGUF:Q4_K_M"
+    assert got.models["gemma"].args == ("-c", "512")
+    assert got.models["file"].source == "hf://org/r-GGUF:r-Q8_0.gguf"
+    assert (got.models["spec"].source, got.models["spec"].draft) == ("hf://org/big-GGUF", "hf://org/small-GGUF:Q4_0")
+    assert not [w for w in got.warnings if "not found" in w]  # pulled on first use, not missing
 
 
 def test_unhonoured_keys_are_warned_about_and_the_model_imported(tmp_path: Path) -> None:

@@ -251,6 +251,7 @@ _LAYER_OF = {
     "providers": "providers",
     "registry": "providers",
     "manager": "manager",
+    "hub": "manager",  # Hugging Face downloads: I/O beside the manager, used by it and by the drivers
     "client": "drivers",
     "async_client": "drivers",
     "client_base": "drivers",

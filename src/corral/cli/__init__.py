@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from . import bench, chat, config_cmd, health, mcp_cmd, models, scan, serve, validate
+from . import bench, chat, config_cmd, doctor_cmd, health, mcp_cmd, models, pull, scan, serve, validate
 
 app = typer.Typer(
     name="corral",
@@ -22,6 +22,9 @@ app.command("mcp")(mcp_cmd.mcp)
 app.command("scan")(scan.scan)
 app.command("bench")(bench.bench)
 app.command("validate")(validate.validate)
+app.command("pull")(pull.pull)
+app.command("rm")(pull.rm)
+app.command("doctor")(doctor_cmd.doctor)
 
 
 def main() -> None:

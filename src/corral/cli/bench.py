@@ -35,9 +35,20 @@ def bench(
     provider: ProviderOpt = None,
     dsn: DsnOpt = None,
     config: ConfigOpt = None,
+    draft: Annotated[
+        str | None,
+        typer.Option(
+            "--draft",
+            help="A draft model (GGUF path or hf://org/repo:QUANT): measure the embedded "
+            "engine with and without speculative decoding (--model: the target GGUF, default the bundled).",
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Measure prompt and generation tokens/s and time to first token (llama.cpp's own timings when sent)."""
+    if draft is not None:
+        _speculative(model, draft, runs, prompt_tokens, max_tokens, as_json)
+        return
     with closing(make_client(provider, dsn, model, config)) as client:
         connect(client)
         with progress_bar("bench") as progress:
@@ -52,14 +63,59 @@ def bench(
             out.print(_table(result))
 
 
+def _speculative(model: str | None, draft: str, runs: int, prompt_tokens: int, max_tokens: int, as_json: bool) -> None:
+    """The same target on the embedded engine twice, without and with ``-md draft``: tokens/s of each."""
+    from ..client import Client
+    from ..hub import resolve_model
+    from ..manager.bundled import bundled_model_path
+    from ..manager.engine import DEFAULT_ENGINE_ARGS
+
+    target = run(lambda: resolve_model(model)[0] if model else bundled_model_path())
+    draft_path = run(lambda: resolve_model(draft)[0])
+    results: dict[str, BenchResult] = {}
+    for label, extra in (("baseline", ()), ("speculative", ("-md", str(draft_path)))):
+        table = {"type": "embedded", "gguf": str(target), "args": [*DEFAULT_ENGINE_ARGS, *extra]}
+        with closing(run(lambda t=table: Client("bench", config={"providers": {"bench": t}}))) as client:  # type: ignore[misc]
+            connect(client)
+            with progress_bar(f"bench {label}") as progress:
+                results[label] = run(
+                    lambda c=client, p=progress: benchmark(  # type: ignore[misc]
+                        c, None, prompt_tokens=prompt_tokens, max_tokens=max_tokens, runs=runs, progress=p
+                    )
+                )
+    base, spec = results["baseline"].generation_tps, results["speculative"].generation_tps
+    speedup = round(spec / base, 2) if base and spec else None
+    if as_json:
+        print_json(
+            {
+                "target": str(target),
+                "draft": str(draft_path),
+                "speedup": speedup,
+                **{k: v.as_dict() for k, v in results.items()},
+            }
+        )
+        return
+    for label, result in results.items():
+        out.print(
+            _table(
+                result,
+                title=f"{label}: {target.name}" + (f" + draft {draft_path.name}" if label == "speculative" else ""),
+            )
+        )
+    out.print(
+        f"generation: {_num(base)} tok/s without the draft, {_num(spec)} tok/s with it"
+        + (f" (x{speedup})" if speedup else "")
+    )
+
+
 def _num(value: float | None, digits: int = 1) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
-def _table(r: BenchResult) -> Table:
+def _table(r: BenchResult, title: str | None = None) -> Table:
     table = Table(
         "run", "prompt tok", "gen tok", "TTFT ms", "total ms", "prompt tok/s", "gen tok/s", "source",
-        title=f"{r.model or 'default model'} on {r.provider} at {r.endpoint}",
+        title=title or f"{r.model or 'default model'} on {r.provider} at {r.endpoint}",
         caption="tok/s from llama.cpp's timings" if r.source == "timings" else "tok/s from the wall clock",
     )  # fmt: skip
     for i, x in enumerate(r.runs, 1):

@@ -29,6 +29,13 @@ def chat(
     """Chat with a model. Streams the reply; without PROMPT, starts a conversation (Ctrl-D to end)."""
     with closing(make_client(provider, dsn, model, config)) as client:
         connect(client)
+        if client.demo_model:
+            err.print(
+                "note: no model is configured: this is corral's bundled 270M demo model (expect weak answers); "
+                "get a real one with `corral pull bartowski/Qwen2.5-0.5B-Instruct-GGUF:Q4_K_M` "
+                "and chat with `--model bartowski/Qwen2.5-0.5B-Instruct-GGUF:Q4_K_M`",
+                style="dim", markup=False,
+            )  # fmt: skip
         history: list[Message] = [Message.system(system)] if system else []
         if prompt is not None:
             if prompt == "-":
@@ -66,7 +73,8 @@ def _turn(
 
     response = run(go)
     if response.finish_reason == "length" and not quiet:
-        err.print(f"(stopped at --max-tokens {max_tokens})", style="dim")
+        limit = f"--max-tokens {max_tokens}" if response.usage.completion_tokens >= max_tokens else "the model's limit"
+        err.print(f"(stopped at {limit})", style="dim")
     return response
 
 

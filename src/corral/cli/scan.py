@@ -21,7 +21,7 @@ def human_size(n: int) -> str:
     raise AssertionError("unreachable")
 
 
-def _dirs(given: list[Path] | None, config: str | None) -> list[Path]:
+def _dirs(given: list[Path] | None, config: str | None, pulled: bool) -> list[Path]:
     if given:
         missing = [d for d in given if not d.expanduser().is_dir()]
         if missing:
@@ -31,8 +31,9 @@ def _dirs(given: list[Path] | None, config: str | None) -> list[Path]:
 
     settings = run(lambda: load_settings(config))
     dirs = list(run(lambda: ManagerSettings.from_settings(settings)).models_dirs)
-    if not dirs:
-        fail("no folder to scan: give one (corral scan ~/models) or set [manager] models_dirs in the config")
+    if not dirs and not pulled:
+        fail("no folder to scan and no pulled model: give one (corral scan ~/models), set [manager] models_dirs "
+             "in the config, or corral pull org/repo:QUANT")
     for d in dirs:  # configured but absent is worth saying; the scan of the others still runs
         if not d.is_dir():
             err.print(f"warning: [manager] models_dirs: {d} is not a folder", style="yellow")
@@ -53,14 +54,18 @@ def scan(
         from ..manager.scan import scan_dirs
     except ImportError as exc:
         fail(f"corral scan needs the manager extra: pip install 'corral[manager]' ({exc.name} is missing)")
-    folders = _dirs(dirs, config)
-    found = scan_dirs(folders)
+    from ..hub import local_models
+    from ..manager.scan import read_gguf
+
+    pulled = [] if dirs else local_models()  # without folders named: the pulled models too, by their names
+    folders = _dirs(dirs, config, bool(pulled))
+    found = scan_dirs(folders) + [read_gguf(m.path, name=m.name) for m in pulled]
     if as_json:
         print_json([i.as_dict() for i in found])
         return
     good = [i for i in found if i.error is None]
     bad = [i for i in found if i.error is not None]
-    where = ", ".join(str(d) for d in folders)
+    where = ", ".join([*(str(d) for d in folders), *(["corral's pulled models"] if pulled else [])])
     table = Table("name", "architecture", "quant", "context", "chat template", "size", title=f"GGUF in {where}")
     table.add_column("path", overflow="fold")  # a path cut with an ellipsis is no use
     for i in good:

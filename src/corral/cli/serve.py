@@ -49,6 +49,8 @@ def serve(
         )
     level = getattr(logging, log_level.upper(), logging.INFO)
     logging.basicConfig(level=level, format="%(asctime)s %(name)s %(message)s")
+    from ..manager.spec import ManagerSettings, check_engine_args
+
     manager = None
     if llama_swap_config is not None:
         from ..manager.llamaswap_import import load_manager_settings
@@ -56,6 +58,7 @@ def serve(
         manager, warnings = run(lambda: load_manager_settings(settings, llama_swap_config))
         for warning in warnings:  # what corral does not honour, said once at startup
             err.print(f"warning: {warning}", style="yellow", markup=False)
+    run(lambda: check_engine_args(manager or ManagerSettings.from_settings(settings)))
     app = create_app(settings, replace(gateway, host=bind_host, wire_log=gateway.wire_log or wire_log), manager)
     err.print(f"corral gateway on http://{bind_host}:{bind_port} (OpenAI: /v1, Anthropic: /v1/messages)", style="dim")
     uvicorn.run(

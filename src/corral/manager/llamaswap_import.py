@@ -12,7 +12,7 @@ What corral cannot honour is never silently dropped. Three outcomes, per key:
 - ConfigurationError: the file itself is wrong (not YAML, no ``models``, an unknown macro, an
   unset ``${env.X}``, an unsplittable ``cmd``, a malformed ``env`` entry);
 - the model is skipped, with a warning naming it and the key: ``cmd`` that is not llama-server
-  (vllm, docker, …), ``-hf``/``--model-url`` downloads, no ``-m``, ``${PORT}`` used anywhere but
+  (vllm, docker, …), ``--model-url``/``--docker-repo`` downloads, no ``-m`` or ``-hf``, ``${PORT}`` used anywhere but
   ``--port``, a ``proxy`` to a host other than this one;
 - a warning, and the rest of the model is imported: ``cmdStop`` (corral stops with SIGTERM, then
   SIGKILL), ``checkEndpoint`` other than /health, ``filters``, ``useModelName``, ``unlisted``,
@@ -39,7 +39,7 @@ from urllib.parse import urlsplit
 
 from ..config import Settings
 from ..errors import ConfigurationError
-from .spec import ManagerSettings, ModelSpec
+from .spec import ManagerSettings, ModelSpec, model_source
 
 __all__ = ["LlamaSwapImport", "load_manager_settings", "merge", "read_llamaswap"]
 
@@ -51,7 +51,12 @@ _PORT = "${PORT}"
 _OWNED = {"--host", "--port", "--api-key", "--api-key-file"}
 # These would move the routes corral talks to (health, chat): dropped with a warning.
 _MOVES_ROUTES = {"--path", "--api-prefix"}
-_DOWNLOADS = {"-hf", "-hfr", "--hf-repo", "-hff", "--hf-file", "-mu", "--model-url", "-dr", "--docker-repo"}
+_DOWNLOADS = {"-mu", "--model-url", "-dr", "--docker-repo"}
+# Hugging Face downloads become corral hf:// references (pulled into corral's cache on first use).
+_HF_REPO = {"-hf", "-hfr", "--hf-repo"}
+_HF_FILE = {"-hff", "--hf-file"}
+_HF_DRAFT = {"-hfd", "-hfrd", "--hf-repo-draft", "--spec-draft-hf"}
+_TAKES_VALUE = _OWNED | _MOVES_ROUTES | _DOWNLOADS | _HF_REPO | _HF_FILE | _HF_DRAFT | {"-m", "--model"}
 _OWNED_ENV = {"LLAMA_ARG_HOST", "LLAMA_ARG_PORT", "LLAMA_ARG_API_KEY", "LLAMA_ARG_API_KEY_FILE"}
 _LOOPBACK = {"localhost", "127.0.0.1", "::1", "0.0.0.0"}
 _QUIET_MODEL_KEYS = {"name", "description", "metadata", "capabilities", "timeouts", "compat", "sendLoadingState"}
@@ -111,6 +116,7 @@ class _Reader:
         self.path = path
         self.data = data
         self.warnings: list[str] = []
+        self.drafts: dict[str, str] = {}  # model name -> hf:// draft model (-hfd)
 
     def warn(self, message: str) -> None:
         self.warnings.append(f"{self.path.name}: {message}")
@@ -162,7 +168,7 @@ class _Reader:
         if gguf is None:
             gguf = env.pop("LLAMA_ARG_MODEL", None)
         if gguf is None:
-            raise _Skip("cmd has no -m/--model GGUF path")
+            raise _Skip("cmd has no -m/--model GGUF path (nor -hf)")
         self.check_proxy(body.get("proxy"), fixed_port)
         if env:  # env(1) sets them and execs the engine: ModelSpec has no environment of its own
             engine = ("env", *(f"{k}={v}" for k, v in env.items()), *engine)
@@ -172,18 +178,20 @@ class _Reader:
         if not isinstance(aliases, list) or not all(isinstance(a, str) for a in aliases):
             raise ConfigurationError(f"{where}.aliases must be a list of names")
         self.unhonoured(name, body)
-        if not Path(gguf).expanduser().is_file():
+        path, source = model_source(gguf)
+        if source is None and not path.is_file():
             self.warn(f"model {name!r}: GGUF {gguf} not found (the model will fail to start)")
-        return ModelSpec(name, Path(gguf).expanduser(), tuple(args), ttl_s, tuple(aliases), engine)
+        return ModelSpec(name, path, tuple(args), ttl_s, tuple(aliases), engine, source=source,
+                         draft=self.drafts.get(name))  # fmt: skip
 
     def args(self, name: str, argv: list[str]) -> tuple[str | None, str | None, list[str]]:
         """(the fixed --port if any, the -m path, the arguments corral keeps)."""
         kept: list[str] = []
-        port = gguf = None
+        port = gguf = hf_repo = hf_file = None
         i = 0
         while i < len(argv):
             flag, eq, inline = argv[i].partition("=")
-            takes_value = flag in _OWNED | _MOVES_ROUTES | _DOWNLOADS | {"-m", "--model"}
+            takes_value = flag in _TAKES_VALUE
             value = inline if eq else (argv[i + 1] if takes_value and i + 1 < len(argv) else None)
             step = 1 if eq or not takes_value else 2
             if not flag.startswith("-") or not takes_value:
@@ -193,7 +201,13 @@ class _Reader:
             elif value is None:
                 raise ConfigurationError(f"{self.path}: models.{name}.cmd: {flag} needs a value")
             elif flag in _DOWNLOADS:
-                raise _Skip(f"cmd downloads the model ({flag}); corral runs local GGUF files: use -m")
+                raise _Skip(f"cmd downloads the model ({flag}); corral runs local GGUF files: use -m or -hf")
+            elif flag in _HF_REPO:
+                hf_repo = value
+            elif flag in _HF_FILE:
+                hf_file = value
+            elif flag in _HF_DRAFT:
+                self.drafts[name] = "hf://" + value
             elif flag in ("-m", "--model"):
                 gguf = value
             elif flag == "--port":
@@ -201,6 +215,9 @@ class _Reader:
             elif flag in _MOVES_ROUTES:
                 self.warn(f"model {name!r}: cmd {flag} dropped (corral talks to the server's default routes)")
             i += step
+        if gguf is None and hf_repo is not None:
+            repo = hf_repo.split(":", 1)[0] if hf_file else hf_repo
+            gguf = f"hf://{repo}:{hf_file}" if hf_file else f"hf://{repo}"
         return port, gguf, kept
 
     def env(self, name: str, value: Any, where: str) -> dict[str, str]:

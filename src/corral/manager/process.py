@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import logging
 import os
 import secrets
 import signal
@@ -22,6 +23,8 @@ from pathlib import Path
 from .spec import ModelSpec
 
 __all__ = ["ManagedProcess", "State", "free_port"]
+
+log = logging.getLogger("corral.manager")
 
 
 class State(enum.Enum):
@@ -111,6 +114,17 @@ class ManagedProcess:
             await asyncio.wait_for(self._wait_healthy(), self.load_timeout)
         except TimeoutError:
             raise RuntimeError(f"not healthy within {self.load_timeout:g} s{self.log_tail()}") from None
+        for note in self.engine_notes():  # e.g. GPU flags accepted on a machine without a GPU
+            log.info("model %s: %s", self.spec.name, note)
+
+    def engine_notes(self) -> list[str]:
+        """The embedded engine's own notes ("corral-engine: …" lines of its log)."""
+        try:
+            self._log.seek(0)
+            text = self._log.read(65536).decode("utf-8", "replace")
+        except (OSError, ValueError):
+            return []
+        return [ln.split("corral-engine: ", 1)[1] for ln in text.splitlines() if "corral-engine: " in ln]
 
     async def _wait_healthy(self) -> None:
         import httpx

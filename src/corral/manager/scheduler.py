@@ -26,6 +26,7 @@ from typing import Any
 
 from ..errors import ConfigurationError, ModelLoading, RateLimited, ServerUnreachable
 from .process import ManagedProcess, State
+from .pulling import Pulls
 from .spec import ManagerSettings, ModelSpec, engine_argv
 
 __all__ = ["Lease", "Scheduler"]
@@ -82,6 +83,7 @@ class Scheduler:
         self._reaper: asyncio.Task[None] | None = None
         self._closed = False
         self.waiting = 0  # requests in acquire() not yet admitted
+        self.pulls = Pulls()  # hf:// models: downloaded on first request (ModelLoading meanwhile)
 
     # -- lookups ----------------------------------------------------------------------------------------------
     def model_for(self, name: str) -> str | None:
@@ -98,7 +100,7 @@ class Scheduler:
         model = self.model_for(name)
         if model is None:
             raise ConfigurationError(f"model {name!r} is not managed")
-        spec = self.settings.models[model]
+        spec = self.pulls.ready(self.settings.models[model])
         self._ensure_reaper()
         ready = self._procs.get(model)
         if ready is not None and ready.state is State.READY and not ready.draining and ready.alive():
@@ -328,6 +330,7 @@ class Scheduler:
         """Stop every child and wait for each to be reaped: no new request is admitted, in-flight ones
         get up to ``drain_timeout`` to finish (a graceful shutdown, bounded)."""
         self._closed = True
+        self.pulls.cancel()
         if self._reaper is not None:
             self._reaper.cancel()
         async with self._cond:

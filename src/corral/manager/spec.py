@@ -7,10 +7,14 @@ models_dirs = ["~/models"]      # GGUF discovery (corral scan)
 load_timeout = 120              # seconds from spawn to healthy
 engine = "/opt/llama.cpp/llama-server"   # optional; else llama-server on PATH, else the embedded engine
 [manager.models.qwen]
-gguf = "~/models/qwen2.5-7b-instruct-q4_k_m.gguf"
+gguf = "~/models/qwen2.5-7b-instruct-q4_k_m.gguf"   # or "hf://bartowski/Qwen2.5-7B-Instruct-GGUF:Q4_K_M"
 args = ["-c", "8192", "--jinja"]   # extra llama-server arguments (an argv list, never a shell string)
 ttl = 300                        # idle seconds before unload; 0 = never
 aliases = ["gpt-4o-mini"]
+draft = "hf://bartowski/Qwen2.5-0.5B-Instruct-GGUF:Q4_K_M"   # optional: speculative decoding (-md)
+
+A ``gguf`` or ``draft`` given as ``hf://org/repo:QUANT`` (or a pulled model's name) is pulled on
+first use; the gateway answers 503 with Retry-After meanwhile (see pulling.py).
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from typing import Any
 from ..config import Settings
 from ..errors import ConfigurationError
 
-__all__ = ["ManagerSettings", "ModelSpec", "engine_argv"]
+__all__ = ["ManagerSettings", "ModelSpec", "check_engine_args", "engine_argv"]
 
 # The child's address and key are the manager's to choose: user args may not move them.
 _RESERVED = ("--host", "--port", "--api-key", "--api-key-file", "--path", "--api-prefix")
@@ -39,6 +43,8 @@ class ModelSpec:
     ttl: float = 0.0  # seconds idle before unload; 0 = never
     aliases: tuple[str, ...] = ()
     engine: tuple[str, ...] | None = None  # argv prefix; None = the manager's default
+    source: str | None = None  # the Hub reference ``gguf`` was given as; gguf is its cached path once pulled
+    draft: str | None = None  # draft model for speculative decoding: a path or a Hub reference
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,7 +166,10 @@ def _spec(name: str, spec: Any) -> ModelSpec:
         raise ConfigurationError(f"{where} must be a table")
     gguf = spec.get("gguf")
     if not isinstance(gguf, str) or not gguf:
-        raise ConfigurationError(f"{where}.gguf must be the path of a GGUF file")
+        raise ConfigurationError(f"{where}.gguf must be the path of a GGUF file or hf://org/repo:QUANT")
+    draft = spec.get("draft")
+    if draft is not None and (not isinstance(draft, str) or not draft):
+        raise ConfigurationError(f"{where}.draft must be the path of a GGUF file or hf://org/repo:QUANT")
     args = spec.get("args") or []
     if isinstance(args, str):
         raise ConfigurationError(f"{where}.args must be a list of arguments, not a shell string")
@@ -175,14 +184,31 @@ def _spec(name: str, spec: Any) -> ModelSpec:
     aliases = spec.get("aliases") or []
     if not isinstance(aliases, list) or not all(isinstance(a, str) for a in aliases):
         raise ConfigurationError(f"{where}.aliases must be a list of names")
+    path, source = model_source(gguf)
     return ModelSpec(
         name=name,
-        gguf=Path(gguf).expanduser(),
+        gguf=path,
         args=argv,
         ttl=_seconds(spec.get("ttl", 0), f"{where}.ttl"),
         aliases=tuple(aliases),
         engine=_engine(spec.get("engine"), f"{where}.engine"),
+        source=source,
+        draft=draft,
     )
+
+
+def model_source(gguf: str) -> tuple[Path, str | None]:
+    """(path, Hub reference): a path as it is; ``hf://…`` (or a pulled model's name that is no file)
+    as the reference, with the path it has in the cache if it is pulled already (else a placeholder)."""
+    from ..hub.refs import is_hub_ref
+
+    path = Path(gguf).expanduser()
+    if not gguf.startswith("hf://") and (path.exists() or not is_hub_ref(gguf)):
+        return path, None
+    from ..hub.cache import find_local
+
+    found = find_local(gguf)
+    return (found.path if found else Path(gguf.removeprefix("hf://").replace(":", "-") + ".gguf")), gguf
 
 
 def engine_argv(configured: tuple[str, ...] | None) -> tuple[tuple[str, ...], bool]:
@@ -193,3 +219,16 @@ def engine_argv(configured: tuple[str, ...] | None) -> tuple[tuple[str, ...], bo
     if found:
         return (found,), False
     return (sys.executable, "-m", "corral.manager.engine_child"), True
+
+
+def check_engine_args(settings: ManagerSettings) -> None:
+    """Models run by the embedded engine must use flags it knows: said at startup, not on the first
+    request. (The real llama-server binary checks its own flags.)"""
+    from .engine_flags import EngineFlagError, parse_engine_args
+
+    for name, spec in settings.models.items():
+        if engine_argv(spec.engine or settings.engine)[1]:
+            try:
+                parse_engine_args(spec.args)
+            except EngineFlagError as exc:
+                raise ConfigurationError(f"manager.models.{name}.args: {exc}") from None

@@ -84,8 +84,9 @@ class StreamResult(ChatResult):
 class ModelEntry(BaseModel):
     id: str
     provider: str
-    state: Literal["loaded", "unloaded", "available"] = Field(
-        description="loaded/unloaded on llama.cpp and process managers (llama-swap, corral's manager); "
+    state: Literal["loaded", "loading", "unloaded", "available"] = Field(
+        description="loaded/loading/unloaded on llama.cpp and process managers (llama-swap, corral's manager, "
+        "a llama-server in router mode); "
         "available for hosted APIs, which have no such notion."
     )
     capabilities: list[str]

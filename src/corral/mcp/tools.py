@@ -195,17 +195,21 @@ class CorralTools:
             provider = await client.get_provider()
             models = await client.models(timeout=STATUS_TIMEOUT)
             loaded: set[str] | None = None
+            loading: set[str] = set()
             if Capability.MANAGEMENT in provider.capabilities:
-                loaded = {r.model for r in await client.running(timeout=STATUS_TIMEOUT)}
+                running = await client.running(timeout=STATUS_TIMEOUT)
+                # the lifecycle's "loading" (llama-swap "starting", router "loading"/"downloading")
+                loading = {r.model for r in running if r.state in ("starting", "loading", "downloading")}
+                loaded = {r.model for r in running} - loading
             await self._confirm_capabilities(client, provider)
         except CorralError as exc:
             status.ok, status.error = False, self.redact(str(exc))
             return status, []
         entries = []
         for m in models:
-            state: Literal["loaded", "unloaded", "available"]
+            state: Literal["loaded", "loading", "unloaded", "available"]
             if loaded is not None:
-                state = "loaded" if m.id in loaded else "unloaded"
+                state = "loaded" if m.id in loaded else "loading" if m.id in loading else "unloaded"
             elif Capability.PROPS in provider.capabilities:
                 state = "loaded"  # a plain llama-server serves the one model it has loaded
             else:

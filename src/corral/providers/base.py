@@ -189,6 +189,9 @@ class Provider:
     def unload(self, model: str | None) -> Call[None]:
         self._lacks(Capability.MANAGEMENT)
 
+    def load(self, model: str) -> Call[None]:
+        self._lacks(Capability.MANAGEMENT)
+
     def unreachable_message(self) -> str:
         return f"{self.server_label} not reachable at {self.endpoint}"
 

@@ -20,7 +20,7 @@ from ...errors import (
     parse_error_message,
 )
 from ...structured import schema_of
-from ...types import Completion, Health, Message, Reranking, RerankResult, SlotInfo, Timings, Usage
+from ...types import Completion, Health, Message, Reranking, RerankResult, RunningModel, SlotInfo, Timings, Usage
 from ..base import Call, ChatRequest, HTTPRequest, decode_json
 from ..openai_compat import OpenAICompatProvider
 from ..openai_compat.messages import message_to_openai
@@ -61,9 +61,55 @@ class LlamaCppProvider(OpenAICompatProvider):
         # Users paste either "http://host:8080" or "http://host:8080/v1"; both mean the server root.
         self.base_url = _strip_v1(self.base_url)
         self.v1_base = self.base_url + "/v1"
+        # Router mode (llama-server --models-dir / --models-max): one server, many models, each loaded
+        # and unloaded on demand; requests are routed by their "model".
+        self.router = str(config.options.get("router", "")).lower() in ("1", "true", "yes", "on")
+        if self.router:
+            self.capabilities = self.capabilities | {Capability.MANAGEMENT}
 
     def unreachable_message(self) -> str:
         return f"llama-server not running at {self.endpoint}"
+
+    # -- router mode: GET /models (with status), POST /models/load, POST /models/unload ----------------------
+    def running(self) -> Call[list[RunningModel]]:
+        self.require(Capability.MANAGEMENT)
+
+        def parse(status: int, raw: bytes) -> list[RunningModel]:
+            data = decode_json(raw, "models")
+            items = data.get("data") if isinstance(data, dict) else None
+            if not isinstance(items, list):
+                raise ResponseError(f"router /models response has no data list: {raw[:300]!r}")
+            out = []
+            for m in items:
+                value = (m.get("status") or {}).get("value") if isinstance(m, dict) else None
+                if value in ("loaded", "loading", "sleeping", "downloading"):
+                    out.append(RunningModel(str(m.get("id", "")), str(value), m))
+            return out
+
+        return Call(HTTPRequest("GET", self.native("/models")), parse)
+
+    def unload(self, model: str | None) -> Call[None]:
+        self.require(Capability.MANAGEMENT)
+        if not model:
+            raise ConfigurationError("a llama-server in router mode unloads one model at a time: name it")
+        return Call(HTTPRequest("POST", self.native("/models/unload"), {"model": model}), lambda s, r: None)
+
+    def load(self, model: str) -> Call[None]:
+        """Ask a router-mode server to load ``model`` (it loads in the background: see running())."""
+        self.require(Capability.MANAGEMENT)
+        if not model:
+            raise ConfigurationError("load: name the model to load")
+        return Call(HTTPRequest("POST", self.native("/models/load"), {"model": model}), lambda s, r: None)
+
+    def router_models(self) -> Call[list[dict[str, Any]]]:
+        """The raw ``GET /models`` entries of a router-mode server (for the lifecycle record)."""
+
+        def parse(status: int, raw: bytes) -> list[dict[str, Any]]:
+            data = decode_json(raw, "models")
+            items = data.get("data") if isinstance(data, dict) else None
+            return [m for m in items if isinstance(m, dict)] if isinstance(items, list) else []
+
+        return Call(HTTPRequest("GET", self.native("/models")), parse)
 
     def native(self, path: str) -> str:
         return f"{self.base_url}{path}"

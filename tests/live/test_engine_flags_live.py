@@ -1,0 +1,117 @@
+"""llama-server's flags on the real embedded engine, and the bundled demo model's defaults."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import httpx
+import pytest
+
+from corral.errors import ServerUnreachable
+from corral.manager.bundled import BUNDLED_ALIAS, bundled_engine_args
+from corral.manager.engine import EngineProcess
+
+from ..conftest import start_engine
+from ..gateway.conftest import RunningGateway
+
+pytestmark = pytest.mark.live
+
+WEATHER = [{"type": "function", "function": {"name": "get_weather", "description": "Weather in a city",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}]  # fmt: skip
+
+
+def _http(engine: EngineProcess) -> httpx.Client:
+    headers = {"Authorization": f"Bearer {engine.api_key}"} if engine.api_key else {}
+    return httpx.Client(base_url=str(engine.url), headers=headers, timeout=170)
+
+
+def test_bundled_model_has_a_short_name_renders_tools_and_stops(gguf_path: Path) -> None:
+    engine = start_engine(gguf_path, *bundled_engine_args())
+    try:
+        with _http(engine) as http:
+            assert [m["id"] for m in http.get("/v1/models").json()["data"]] == [BUNDLED_ALIAS]
+            assert http.get("/props").json()["chat_template_caps"]["supports_tools"] is True
+            body = {"messages": [{"role": "user", "content": "Weather in Paris?"}], "tools": WEATHER,
+                    "max_tokens": 8, "temperature": 0}  # fmt: skip
+            r = http.post("/v1/chat/completions", json=body)
+            assert r.status_code == 200, r.text  # not "400 … does not support tools"
+            assert r.json()["model"] == BUNDLED_ALIAS
+            # No max_tokens: the demo default caps the answer instead of letting a base model loop.
+            r = http.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": "Who are you?"}]})
+            assert r.status_code == 200 and r.json()["usage"]["completion_tokens"] <= 128
+    finally:
+        engine.stop()
+
+
+def test_gpu_and_kv_cache_flags_start_on_a_cpu_machine_and_are_reported(gguf_path: Path) -> None:
+    engine = start_engine(gguf_path, "-ngl", "99", "-fa", "on", "--cache-type-k", "q8_0", "-c", "512")
+    try:
+        with _http(engine) as http:
+            r = http.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": "hi"}],
+                                                        "max_tokens": 2})  # fmt: skip
+            assert r.status_code == 200
+        engine._log.seek(0)
+        log = engine._log.read().decode("utf-8", "replace")
+        assert "corral-engine: accepted -ngl 99: no GPU device" in log
+    finally:
+        engine.stop()
+
+
+def test_mmproj_reaches_llama_cpps_multimodal_loader(gguf_path: Path, tmp_path: Path) -> None:
+    # No projector for this text-only model exists here: what matters is that --mmproj is no longer
+    # "unrecognized" but handed to llama.cpp, which names the file it could not load.
+    engine = EngineProcess(gguf_path, ["-c", "512", "--mmproj", str(tmp_path / "x.gguf")], start_timeout=120)
+    with pytest.raises(ServerUnreachable) as info:
+        engine.start()
+    assert "multimodal" in str(info.value) and "x.gguf" in str(info.value)
+
+
+def test_unknown_flag_fails_naming_it_and_the_nearest(gguf_path: Path) -> None:
+    engine = EngineProcess(gguf_path, ["-ngll", "99"], start_timeout=60)
+    with pytest.raises(ServerUnreachable, match=r"unknown engine flag -ngll \(did you mean -ngl\?\)"):
+        engine.start()
+
+
+def test_gateway_runs_a_managed_model_with_gpu_flags(gguf_path: Path, tmp_path: Path,
+                                                     caplog: pytest.LogCaptureFixture) -> None:  # fmt: skip
+    args = ["-c", "512", "-ngl", "99", "-fa", "on", "--cache-type-k", "q8_0"]
+    config = {"manager": {"state_dir": str(tmp_path), "models": {"gpu": {"gguf": str(gguf_path), "args": args}}}}
+    caplog.set_level(logging.INFO, logger="corral.manager")
+    gw = RunningGateway(config)
+    try:
+        body = {"model": "gpu", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
+        r = httpx.post(f"{gw.url}/v1/chat/completions", json=body, timeout=170)
+        assert r.status_code == 200, r.text
+    finally:
+        gw.stop()
+    assert any("accepted -ngl 99" in rec.getMessage() for rec in caplog.records)
+
+
+def test_managed_model_with_a_draft_runs_speculative_decoding(gguf_path: Path, tmp_path: Path,
+                                                              caplog: pytest.LogCaptureFixture) -> None:  # fmt: skip
+    # The bundled GGUF as its own draft: it proves the wiring (a same-size draft does not speed anything up).
+    spec = {"gguf": str(gguf_path), "args": ["-c", "512"], "draft": str(gguf_path)}
+    caplog.set_level(logging.INFO, logger="corral.manager")
+    gw = RunningGateway({"manager": {"state_dir": str(tmp_path), "models": {"spec": spec}}})
+    try:
+        body = {"model": "spec", "prompt": "1, 2, 3,", "max_tokens": 4, "temperature": 0}
+        r = httpx.post(f"{gw.url}/upstream/spec/completion", json={**body, "n_predict": 4}, timeout=170)
+        assert r.status_code == 200, r.text
+        assert r.json()["timings"]["draft_n"] > 0  # llama.cpp drafted tokens with the draft model
+    finally:
+        gw.stop()
+    assert any("settings:" in rec.getMessage() and "-md" in rec.getMessage() for rec in caplog.records)
+
+
+def test_bench_reports_tokens_per_second_with_and_without_a_draft(gguf_path: Path) -> None:
+    import json
+
+    from ..cli.test_cli import corral
+
+    done = corral("bench", "--draft", str(gguf_path), "--runs", "1", "--max-tokens", "8", "--prompt-tokens", "16",
+                  "--json")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["baseline"]["generation_tps"] > 0 and report["speculative"]["generation_tps"] > 0
+    assert report["draft"] == str(gguf_path) and report["speedup"] is not None
