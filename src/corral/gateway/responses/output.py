@@ -75,7 +75,7 @@ class ResponseMeta:
 def responses_usage(u: Usage) -> dict[str, Any]:
     return {
         "input_tokens": u.prompt_tokens,
-        "input_tokens_details": {"cached_tokens": u.cached_tokens},
+        "input_tokens_details": {"cached_tokens": u.cached_tokens, "cache_write_tokens": 0},
         "output_tokens": u.completion_tokens,
         # No backend corral translates from counts reasoning tokens apart (OpenAI itself passes through).
         "output_tokens_details": {"reasoning_tokens": 0},

@@ -86,7 +86,6 @@ class ResponsesRequest:
     req: ChatRequest
     stream: bool
     tools: dict[str, ToolName] = field(default_factory=dict)  # chat function name -> the client's tool
-    effort: str | None = None
     parallel_tool_calls: bool | None = None
     ignored_tools: tuple[str, ...] = ()
 
@@ -497,7 +496,10 @@ def responses_request(body: Any) -> ResponsesRequest:
             tools=tools,
             tool_choice=choice,
             response_format=fmt,
+            # corral's efforts stop at "high"; OpenAI's newer "xhigh" asks for the most there is
+            reasoning_effort="high" if effort == "xhigh" else effort,
+            parse_output=False,  # the client parses text.format output itself, as from OpenAI
         )
     except ConfigurationError as exc:
         raise config_error(exc) from None
-    return ResponsesRequest(req, stream, names, effort, parallel, tuple(dict.fromkeys(ignored)))
+    return ResponsesRequest(req, stream, names, parallel, tuple(dict.fromkeys(ignored)))

@@ -20,7 +20,6 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ...errors import ModelNotFound, ProviderError
-from ...providers.anthropic.request import DEFAULT_MAX_TOKENS
 from ...providers.base import ChatRequest, HTTPRequest, Provider
 from ...types import ChatResponse, Message
 from ..chat import ChatCall, ChatWire, serve_chat
@@ -32,9 +31,6 @@ from .output import ECHOED, ResponseMeta, ResponsesEventWriter, error_code, resp
 from .request import ResponsesRequest, Untranslatable, responses_request
 
 __all__ = ["RESPONSES", "responses"]
-
-#: Anthropic thinking budgets for a reasoning effort (tokens); "none" and "minimal" ask for no thinking
-_BUDGETS = {"low": 1024, "medium": 4096, "high": 16384, "xhigh": 32768}
 
 
 class _Relay:
@@ -49,15 +45,6 @@ class _Relay:
         # No response id here to fail a response with: an ``error`` event, which needs none.
         event = {"type": "error", "code": error_code(status), "message": message, "param": None}
         return f"event: error\ndata: {sse_json(event)}\n\n".encode()
-
-
-def _anthropic_thinking(req: ChatRequest, effort: str, target: Resolved) -> dict[str, Any] | None:
-    budget = _BUDGETS.get(effort)
-    if budget is None or req.temperature not in (None, 1) or req.top_p is not None:
-        return None  # Anthropic allows thinking only at its default sampling
-    limit = req.max_tokens or target.client.config.options.get("max_tokens") or DEFAULT_MAX_TOKENS
-    budget = min(budget, int(limit) - 1)
-    return {"type": "enabled", "budget_tokens": budget} if budget >= 1024 else None
 
 
 def _no_parallel(choice: Any) -> Any:
@@ -118,22 +105,14 @@ class Responses(ChatWire):
         rr: ResponsesRequest = call.options["rr"]
         if rr.ignored_tools:  # hosted tools only a Responses backend runs: the model goes without them
             call.headers["x-corral-tools-ignored"] = ", ".join(rr.ignored_tools)
-        extra: dict[str, Any] = {}
-        types = target.types
-        if types <= OPENAI_SHAPED:
-            if rr.effort is not None:
-                extra["reasoning_effort"] = rr.effort
-            if rr.parallel_tool_calls is not None and req.tools:
-                extra["parallel_tool_calls"] = rr.parallel_tool_calls
-        elif types <= {"anthropic"}:
-            thinking = _anthropic_thinking(req, rr.effort, target) if rr.effort else None
-            if thinking is not None:
-                extra["thinking"] = thinking
-            if rr.parallel_tool_calls is False and req.tools and req.tool_choice != "none":
-                req = replace(req, tool_choice=_no_parallel(req.tool_choice))
-        elif types <= {"ollama"} and rr.effort is not None:
-            extra["think"] = rr.effort not in ("none", "minimal")
-        return replace(req, extra_body={**req.extra_body, **extra}) if extra else req
+        # parallel_tool_calls has no field in corral's ChatRequest: said here in the backend's own terms.
+        if rr.parallel_tool_calls is None or not req.tools or req.tool_choice == "none":
+            return req
+        if target.types <= OPENAI_SHAPED:
+            return replace(req, extra_body={**req.extra_body, "parallel_tool_calls": rr.parallel_tool_calls})
+        if target.types <= {"anthropic"} and rr.parallel_tool_calls is False:
+            return replace(req, tool_choice=_no_parallel(req.tool_choice))
+        return req  # Ollama has no such switch
 
     def _meta(self, call: ChatCall, model: str) -> ResponseMeta:
         rr: ResponsesRequest = call.options["rr"]
