@@ -132,9 +132,11 @@ class ResponsesEventWriter:
 
     media_type = "text/event-stream"
 
-    def __init__(self, meta: ResponseMeta, *, frames: bool = True) -> None:
+    def __init__(self, meta: ResponseMeta, *, frames: bool = True, hold_text: bool = False) -> None:
         self.meta = meta
         self._frames = frames
+        #: a forced tool call: text the model writes first is held back and sent after the calls
+        self._hold_text = hold_text
         self._seq = 0
         self._items: list[dict[str, Any]] = []
         self._open: _Open | None = None
@@ -233,7 +235,7 @@ class ResponsesEventWriter:
         if self._finished:
             return b""
         head = self.start()
-        if isinstance(e, ContentDelta) and e.text:
+        if isinstance(e, ContentDelta) and e.text and not self._hold_text:
             return head + self._text("message", e.text)
         if isinstance(e, ReasoningDelta) and e.text:
             return head + self._text("reasoning", e.text)

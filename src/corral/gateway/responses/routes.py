@@ -61,6 +61,7 @@ def _no_parallel(choice: Any) -> Any:
 class Responses(ChatWire):
     protocol = "openai"
     route = "/v1/responses"
+    max_tokens_field = "max_output_tokens"
     native_types = frozenset({"openai"})
     check = _Relay()
 
@@ -82,11 +83,11 @@ class Responses(ChatWire):
             return ChatCall(placeholder, rr.stream, body, raw, {"rr": rr, "echo": echo, "refused": exc})
         return ChatCall(rr.req, rr.stream, body, raw, {"rr": rr, "echo": echo})
 
-    def passes_through(self, call: ChatCall, target: Resolved) -> bool:
+    def passes_through(self, target: Resolved, call: ChatCall) -> bool:
         config = target.client.config
         if config.name in self.lacking or config.options.get("responses") == "translate":
             return False
-        call.options["tried"] = super().passes_through(call, target)
+        call.options["tried"] = super().passes_through(target, call)
         return bool(call.options["tried"])
 
     def native_request(self, provider: Provider, payload: Any) -> HTTPRequest:
@@ -122,7 +123,9 @@ class Responses(ChatWire):
         return response_object(resp, self._meta(call, model))
 
     def writer(self, call: ChatCall, model: str) -> EventWriter:
-        return ResponsesEventWriter(self._meta(call, model))
+        choice = call.req.tool_choice
+        forced = choice == "required" or isinstance(choice, dict)  # the answer must be a call: no text first
+        return ResponsesEventWriter(self._meta(call, model), hold_text=forced)
 
 
 RESPONSES = Responses()
