@@ -186,6 +186,10 @@ def test_pass_through_to_a_responses_backend(gw: RunningGateway, native: Canned)
         deltas = [e.delta for e in stream if e.type == "response.output_text.delta"]
         final = stream.get_final_response()
     assert "".join(deltas) == final.output_text == "native hi" and final.model == "native-m"
+    # The relayed stream's usage (inside response.completed) is counted like any other.
+    metrics = httpx.get(f"{gw.url}/metrics", headers={"authorization": f"Bearer {GATEWAY_KEY}"}).text
+    counted = [line for line in metrics.splitlines() if line.startswith("corral_tokens_total") and "native-m" in line]
+    assert any('kind="completion"' in line and line.endswith(" 4.0") for line in counted), counted
 
 
 def test_openai_agents_sdk_runs_a_tool_agent(gw: RunningGateway, script: Scripted) -> None:
