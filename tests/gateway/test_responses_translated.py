@@ -78,6 +78,7 @@ def gw(backend: Scripted, native: Canned) -> Iterator[RunningGateway]:
             "chatonly2": {"type": "openai", "base_url": f"{backend.url}/v1", "api_key": "k", "max_retries": 0},
             "ollama": {"type": "ollama", "base_url": backend.url},
             "openai": {"type": "openai", "base_url": f"{native.url}/v1", "api_key": "k", "max_retries": 0},
+            "told": {"type": "openai", "base_url": f"{backend.url}/v1", "api_key": "k", "responses": "translate"},
         },
         gateway={"api_keys": [GATEWAY_KEY]},
         models={
@@ -86,6 +87,7 @@ def gw(backend: Scripted, native: Canned) -> Iterator[RunningGateway]:
             "chat-fresh": {"provider": "chatonly2"},
             "ollama-m": {"provider": "ollama"},
             "native-m": {"provider": "openai", "upstream": "gpt-real"},
+            "told-m": {"provider": "told"},
         },
     )
     gateway = RunningGateway(config)
@@ -158,6 +160,11 @@ def test_a_chat_only_host_is_asked_for_the_route_once(gw: RunningGateway, script
         assert client.responses.create(model="chat-fresh", input="hi").output_text == "Hello from the backend."
     paths = [p for p, _, _ in script.server.requests]
     assert paths.count("/v1/responses") == 1 and paths.count("/v1/chat/completions") == 3
+
+
+def test_a_provider_told_to_translate_is_never_asked_for_the_route(gw: RunningGateway, script: Scripted) -> None:
+    assert oai(gw).responses.create(model="told-m", input="hi").output_text == "Hello from the backend."
+    assert [p for p, _, _ in script.server.requests] == ["/v1/chat/completions"]
 
 
 def test_hosted_tools_are_left_out_and_named(gw: RunningGateway, script: Scripted) -> None:
