@@ -183,6 +183,12 @@ def test_stateful_requests_are_refused_clearly_when_translated(gw: RunningGatewa
     assert not script.server.requests  # refused before any backend call
 
 
+def test_stored_responses_are_not_kept(gw: RunningGateway) -> None:
+    with pytest.raises(openai.NotFoundError) as err:
+        oai(gw).responses.retrieve("resp_123")
+    assert "keeps no responses" in str(err.value)
+
+
 def test_pass_through_to_a_responses_backend(gw: RunningGateway, native: Canned) -> None:
     client = oai(gw)
     r = client.responses.create(model="native-m", input="hi", previous_response_id="resp_0")

@@ -10,4 +10,10 @@ from . import routes
 
 __all__ = ["ROUTES"]
 
-ROUTES = [Route("/v1/responses", routes.responses, methods=["POST"])]
+ROUTES = [
+    Route("/v1/responses", routes.responses, methods=["POST"]),
+    # Stored responses: corral keeps none, and says so (retrieve, delete, input_items, cancel).
+    Route("/v1/responses/{id}", routes.stored, methods=["GET", "DELETE"]),
+    Route("/v1/responses/{id}/input_items", routes.stored, methods=["GET"]),
+    Route("/v1/responses/{id}/cancel", routes.stored, methods=["POST"]),
+]

@@ -19,7 +19,7 @@ its content part, deltas, ``.done`` events, ``response.output_item.done``), numb
 from __future__ import annotations
 
 import json
-import uuid
+import os
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -51,7 +51,7 @@ _INCOMPLETE = {"length": "max_output_tokens", "content_filter": "content_filter"
 
 
 def new_id(prefix: str) -> str:
-    return f"{prefix}_{uuid.uuid4().hex}"
+    return f"{prefix}_{os.urandom(16).hex()}"  # as unique as a uuid4, at a third of the cost
 
 
 def error_code(status: int) -> str:

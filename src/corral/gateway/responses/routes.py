@@ -26,11 +26,12 @@ from ..chat import ChatCall, ChatWire, serve_chat
 from ..openai.fields import sse_json
 from ..relay import EventWriter
 from ..routing import OPENAI_SHAPED, Resolved
-from ..state import now
+from ..state import Gateway, now
+from ..wire_errors import error_response
 from .output import ECHOED, ResponseMeta, ResponsesEventWriter, error_code, response_object
 from .request import ResponsesRequest, Untranslatable, responses_request
 
-__all__ = ["RESPONSES", "responses"]
+__all__ = ["RESPONSES", "responses", "stored"]
 
 
 class _Relay:
@@ -133,3 +134,12 @@ RESPONSES = Responses()
 
 async def responses(request: Request) -> Response:
     return await serve_chat(request, RESPONSES)
+
+
+async def stored(request: Request) -> Response:
+    """GET/DELETE /v1/responses/{id} (and its input_items, cancel): corral keeps no responses."""
+    gw: Gateway = request.app.state.gateway
+    if not gw.authorized(request):
+        return error_response("openai", 401, "authentication_error", "missing or invalid API key")
+    message = "this gateway keeps no responses (store is always false): there is nothing to retrieve, cancel or delete"
+    return error_response("openai", 404, "not_found_error", message)
