@@ -106,13 +106,18 @@ def _tool_item(call: ToolCall, tools: Mapping[str, ToolName]) -> dict[str, Any]:
 class _Open:
     """A message or reasoning item being streamed."""
 
-    __slots__ = ("id", "index", "kind", "texts")
+    __slots__ = ("head", "id", "index", "kind", "mid", "tail", "texts")
 
     def __init__(self, kind: str, index: int) -> None:
         self.kind = kind  # "message" or "reasoning"
         self.index = index
         self.id = new_id("msg" if kind == "message" else "rs")
         self.texts: list[str] = []
+        # A delta frame is head + sequence number + mid + the JSON string + tail (see _text).
+        event = "response.output_text.delta" if kind == "message" else "response.reasoning_text.delta"
+        self.head = f'event: {event}\ndata: {{"type":"{event}","sequence_number":'.encode()
+        self.mid = f',"item_id":"{self.id}","output_index":{index},"content_index":0,"delta":'.encode()
+        self.tail = b',"logprobs":[]}\n\n' if kind == "message" else b"}\n\n"
 
     def part(self, text: str) -> dict[str, Any]:
         if self.kind == "message":
@@ -205,10 +210,13 @@ class ResponsesEventWriter:
             out += self._emit("response.content_part.added", {**where, "part": o.part("")})
         o = self._open
         o.texts.append(text)
-        where = {"item_id": o.id, "output_index": o.index, "content_index": 0}
-        if kind == "message":
-            return out + self._emit("response.output_text.delta", {**where, "delta": text, "logprobs": []})
-        return out + self._emit("response.reasoning_text.delta", {**where, "delta": text})
+        # The hot path (a frame per token): the frame around the delta is the same for the whole item,
+        # so only the sequence number and the delta are encoded here.
+        seq = self._seq
+        self._seq += 1
+        if not self._frames:
+            return out
+        return out + b"".join((o.head, str(seq).encode(), o.mid, json.dumps(text, ensure_ascii=False).encode(), o.tail))
 
     def _tool(self, call: ToolCall) -> bytes:
         out = self._close()
