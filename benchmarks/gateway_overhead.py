@@ -7,11 +7,14 @@ The same load, interleaved in one run, through three targets:
   litellm  the LiteLLM proxy (``litellm --config ...``) in front of the same backend, run from
            benchmarks/.venv-litellm (``--setup-litellm`` creates it with ``litellm[proxy]``)
 
-and four scenarios:
+and six scenarios:
 
   c1       canned backend, non-streamed chat completion, one request at a time
   stream   canned backend, streamed: 32 content chunks + finish + [DONE], one at a time
   c32      canned backend, non-streamed, 32 requests in flight (32 keep-alive connections)
+  resp     canned backend, c=1: direct and corral as in c1, plus "responses", the same corral asked
+           through /v1/responses (translated onto the backend's chat completions), in the same rounds
+  resp-stream  the same, streamed (32 content chunks: 32 response.output_text.delta events)
   llama    the real llama.cpp server (bundled gemma-3-270m), non-streamed, max_tokens=4,
            temperature=0, one at a time: end to end, generation included
 
@@ -71,6 +74,7 @@ TARGET_C1_ADDED_MS = 0.5
 TARGET_STREAM_ADDED_MS = 2.0
 TARGET_C32_RATIO = 1.3
 TARGET_LLAMA_RATIO = 1.03
+TARGET_RESPONSES_OVER_CHAT_MS = 0.2  # /v1/responses median minus chat completions median, through corral
 TARGET_RSS_MB = 80.0
 TARGET_READY_S = 1.0
 
@@ -374,11 +378,11 @@ class Endpoint:
     conns: list[HTTPConn | None] = field(default_factory=list)
     reconnects: int = 0  # keep-alive connections found closed (or closed mid-request) and reopened
 
-    def request(self, body: dict[str, Any]) -> bytes:
+    def request(self, body: dict[str, Any], path: str = "/v1/chat/completions") -> bytes:
         # Byte-identical requests for every target, apart from Host.
         raw = json.dumps({"model": self.model, **body}, separators=(",", ":")).encode()
         return (
-            f"POST /v1/chat/completions HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
+            f"POST {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
             f"Content-Type: application/json\r\nAccept: */*\r\nContent-Length: {len(raw)}\r\n\r\n"
         ).encode() + raw
 
@@ -408,6 +412,19 @@ Check = Callable[[Reply], str | None]
 def check_completion(r: Reply) -> str | None:
     if r.status != 200 or b'"choices"' not in r.body:
         return f"status {r.status}: {r.body[:300]!r}"
+    return None
+
+
+def check_response(r: Reply) -> str | None:
+    if r.status != 200 or b'"output_text"' not in r.body or b'"completed"' not in r.body:
+        return f"status {r.status}: {r.body[:300]!r}"
+    return None
+
+
+def check_response_stream(r: Reply) -> str | None:
+    deltas = r.body.count(b"event: response.output_text.delta")
+    if r.status != 200 or deltas < STREAM_CHUNKS or b"event: response.completed" not in r.body:
+        return f"status {r.status}, {deltas} text deltas: {r.body[-300:]!r}"
     return None
 
 
@@ -486,6 +503,9 @@ class Scenario:
     per_round: int  # requests per target per round (per connection when concurrency > 1)
     warmup: int  # untimed requests per target (per connection when concurrency > 1)
     stream: bool = False
+    #: targets that send another request to a gateway: name -> (gateway target, path, body, check)
+    variants: dict[str, tuple[str, str, dict[str, Any], Check]] = field(default_factory=dict)
+    only: tuple[str, ...] | None = None  # the plain targets that take part (None: all)
 
 
 def scenarios(args: argparse.Namespace) -> list[Scenario]:
@@ -501,6 +521,20 @@ def scenarios(args: argparse.Namespace) -> list[Scenario]:
                      rounds=3 if q else 12, per_round=20 if q else 50, warmup=10 if q else 30, stream=True),
             Scenario("c32", "canned backend, non-streamed, c=32", "canned", chat, check_completion, 32,
                      rounds=2 if q else 8, per_round=4 if q else 8, warmup=2),
+        ]  # fmt: skip
+        # The Responses API through corral (translated onto the backend's chat completions), next to chat
+        # completions through corral, interleaved in the same rounds.
+        responses = {"input": "hi", "max_output_tokens": 8}
+        out += [
+            Scenario("resp", "canned backend, /v1/responses vs chat completions, non-streamed, c=1", "canned",
+                     chat, check_completion, 1, rounds=4 if q else 20, per_round=50 if q else 100,
+                     warmup=30 if q else 100, only=("direct", "corral"),
+                     variants={"responses": ("corral", "/v1/responses", responses, check_response)}),
+            Scenario("resp-stream", f"canned backend, /v1/responses vs chat completions, {STREAM_CHUNKS}-chunk stream,"
+                     " c=1", "canned", {**chat, "stream": True}, check_stream, 1, rounds=3 if q else 12,
+                     per_round=20 if q else 50, warmup=10 if q else 30, stream=True, only=("direct", "corral"),
+                     variants={"responses": ("corral", "/v1/responses", {**responses, "stream": True},
+                                              check_response_stream)}),
         ]  # fmt: skip
     if "llama" in args.backends:
         llama = {
@@ -520,13 +554,18 @@ async def run_scenarios(
     results: dict[str, dict[str, Any]] = {}
     try:
         for sc in plan:
-            eps = endpoints[sc.backend]
+            eps = {t: ep for t, ep in endpoints[sc.backend].items() if sc.only is None or t in sc.only}
+            payloads = {t: eps[t].request(sc.body) for t in eps}
+            checks = {t: sc.check for t in eps}
+            for name, (base, path, body, check) in sc.variants.items():
+                if base in eps:  # its own connections to the same gateway
+                    eps[name] = Endpoint(name, eps[base].host, eps[base].port, eps[base].model)
+                    payloads[name], checks[name] = eps[name].request(body, path), check
             order = list(eps)
-            payloads = {t: eps[t].request(sc.body) for t in order}
             samples = {t: Samples() for t in order}
             log(f"{sc.key}: warm-up")
             for t in order:
-                await run_round(eps[t], payloads[t], sc.check, sc.warmup, sc.concurrency, Samples())
+                await run_round(eps[t], payloads[t], checks[t], sc.warmup, sc.concurrency, Samples())
             log(f"{sc.key}: {sc.rounds} rounds x {sc.per_round * sc.concurrency} requests x {len(order)} targets")
             done = 0
             for r in range(sc.rounds):
@@ -536,9 +575,12 @@ async def run_scenarios(
                 # Rotate who goes first: no target always runs right after the same neighbour.
                 k = r % len(order)
                 for t in order[k:] + order[:k]:
-                    await run_round(eps[t], payloads[t], sc.check, sc.per_round, sc.concurrency, samples[t])
+                    await run_round(eps[t], payloads[t], checks[t], sc.per_round, sc.concurrency, samples[t])
                 done += 1
             results[sc.key] = summarize(sc, samples, done, {t: eps[t].reconnects for t in order})
+            for name in sc.variants:
+                if name in eps:
+                    eps[name].close()
     finally:
         for eps in endpoints.values():
             for ep in eps.values():
@@ -577,6 +619,7 @@ def summarize(sc: Scenario, samples: dict[str, Samples], rounds: int, reconnects
             row["first_byte_added_ms"] = row["first_byte_median_ms"] - base["first_byte_median_ms"]
     return {
         "title": sc.title,
+        "stream": sc.stream,
         "backend": sc.backend,
         "concurrency": sc.concurrency,
         "rounds": rounds,
@@ -823,9 +866,14 @@ def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
     sc = report.get("scenarios", {})
     proc = report.get("processes", {}).get("corral", {})
 
-    def corral(key: str, field_: str) -> float | None:
-        row = sc.get(key, {}).get("targets", {}).get("corral")
+    def corral(key: str, field_: str, target: str = "corral") -> float | None:
+        row = sc.get(key, {}).get("targets", {}).get(target)
         return None if row is None else float(row[field_])
+
+    def over_chat(key: str) -> float | None:
+        """What /v1/responses adds over chat completions through the same corral, same rounds."""
+        rsp, chat = corral(key, "median_ms", "responses"), corral(key, "median_ms")
+        return None if rsp is None or chat is None else rsp - chat
 
     rss = [x for x in (proc.get("rss_idle_start_mb"), proc.get("rss_idle_after_load_mb")) if x is not None]
     rows = [
@@ -834,6 +882,9 @@ def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
          TARGET_STREAM_ADDED_MS, "ms"),
         ("c=32 median vs direct", corral("c32", "ratio"), TARGET_C32_RATIO, "x"),
         ("llama.cpp end to end vs direct", corral("llama", "ratio"), TARGET_LLAMA_RATIO, "x"),
+        ("/v1/responses over chat completions, c=1", over_chat("resp"), TARGET_RESPONSES_OVER_CHAT_MS, "ms"),
+        (f"/v1/responses over chat, {STREAM_CHUNKS}-chunk stream", over_chat("resp-stream"),
+         TARGET_RESPONSES_OVER_CHAT_MS, "ms"),
         ("RSS idle (max of start, after load)", max(rss) if rss else None, TARGET_RSS_MB, "MB"),
         ("ready (spawn to /health, median)", proc.get("ready_s"), TARGET_READY_S, "s"),
     ]  # fmt: skip
@@ -864,7 +915,7 @@ def render(report: dict[str, Any]) -> str:
             f"[{key}] {s['title']} -- {s['rounds']} rounds x {s['requests_per_round']} requests per target,"
             f" interleaved; warm-up {s['warmup']}"
         )
-        stream = key == "stream"
+        stream = bool(s.get("stream"))
         c32 = s["concurrency"] > 1
         head = f"  {'target':<9} {'n':>6} {'median ms':>10} {'p99 ms':>9} {'added ms':>9} {'p99 added':>10}"
         head += f" {'x direct':>9}"

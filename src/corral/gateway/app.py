@@ -17,7 +17,7 @@ from starlette.routing import Route
 
 from ..config import Settings, is_loopback
 from ..manager.spec import ManagerSettings
-from . import anthropic, dashboard, manager_routes, openai
+from . import anthropic, dashboard, manager_routes, openai, responses
 from .host_guard import HostGuard
 from .settings import GatewaySettings
 from .state import Gateway
@@ -109,6 +109,7 @@ def create_app(
     routes = [
         *openai.ROUTES,
         *anthropic.ROUTES,
+        *responses.ROUTES,
         Route("/running", manager_routes.running, methods=["GET"]),
         Route("/api/models/unload", manager_routes.unload, methods=["POST"]),
         Route("/api/models/unload/{model:path}", manager_routes.unload_one, methods=["POST"]),

@@ -81,6 +81,11 @@ class ChatWire:
         llama-server: that one is streamed and assembled, so that a client leaving stops it (routing)."""
         return target.types <= self.native_types and (call.stream or not target.types <= STREAM_ONLY_CANCEL)
 
+    def translated(self, call: ChatCall, req: ChatRequest, target: Resolved) -> ChatRequest:
+        """The request for ``target`` when it is translated (its backends speak another protocol): a
+        protocol may add what only some provider types understand, or refuse what cannot be translated."""
+        return req
+
     def translate_instead(self, exc: ProviderError, provider_type: str) -> bool:
         """Whether a pass-through refused this way should be translated instead (a backend without
         the route)."""
@@ -161,7 +166,7 @@ async def serve_chat(request: Request, wire: ChatWire) -> Response:
                 if not wire.translate_instead(exc, target.client.config.type):
                     raise
         # Translate: the backend speaks another protocol.
-        req = replace(call.req, model=upstream_model)
+        req = wire.translated(call, replace(call.req, model=upstream_model), target)
         if call.stream:
             chat_stream = target.client.stream_request(req)
             await chat_stream.__aenter__()  # errors before the first byte are still a plain HTTP error

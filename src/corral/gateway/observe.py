@@ -96,6 +96,8 @@ class RequestRecord:
             except ValueError:
                 continue
             usage = data.get("usage") if isinstance(data, dict) else None
+            if usage is None and isinstance(data, dict) and isinstance(data.get("response"), dict):
+                usage = data["response"].get("usage")  # a Responses API event: response.completed
             timings = data.get("timings") if isinstance(data, dict) else None
             if not isinstance(usage, dict) and isinstance(timings, dict):
                 usage = {

@@ -158,6 +158,13 @@ def _read_file(path: str, x: Any) -> str:
         return fh.read()
 
 
+def _grammar(params: Any, value: Any, x: Any) -> None:
+    """The default grammar of every answer (a request's own grammar or format replaces it)."""
+    grammar = params.sampling.grammar  # the engine's own object: filled in place, not replaced
+    grammar.grammar = value
+    grammar.type = x.common_grammar_type.COMMON_GRAMMAR_TYPE_USER
+
+
 def _template_kwargs(value: str, x: Any) -> dict[str, str]:
     import json
 
@@ -416,6 +423,8 @@ FLAGS: tuple[Flag, ...] = (
     _f("--mirostat-lr", "float", _attr("sampling.mirostat_eta")),
     _f("--mirostat-ent", "float", _attr("sampling.mirostat_tau")),
     _f("--ignore-eos", "switch", _const("sampling.ignore_eos", True)),
+    _f("--grammar", "str", _grammar),
+    _f("--grammar-file", "str", lambda p, v, x: _grammar(p, _read_file(v, x), x)),
 )
 
 _BY_NAME: dict[str, Flag] = {n: f for f in FLAGS for n in f.names}
