@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -34,13 +36,15 @@ from hypothesis import HealthCheck, Phase, given, seed, settings
 
 from .backend import MARKER, FaultBackend
 from .canary import FUZZ_PROVIDER_KEYS
-from .fuzz_cases import FAMILIES, FORGED, FuzzRequest, requests
+from .fuzz_cases import FAMILIES, FORGED, ROUTES, FuzzRequest, requests
 from .gateway import GatewayProcess
 from .report import Result
 from .shapes import canary_forms, error_shape_problem, find_canaries, protocol_for
 
 __all__ = ["FuzzOptions", "fuzz_configs", "run_fuzz"]
 
+# The line that ends a traceback: "UnicodeEncodeError: 'utf-8' codec can't…" (the type is what we count).
+_EXCEPTION_LINE = re.compile(r"^((?:[A-Za-z_][\w]*\.)*[A-Za-z_]\w*(?:Error|Exception))\b", re.MULTILINE)
 GATEWAY_KEY = "battery-gateway-key-3b1f0c"
 # The managed model's engine: the fault backend as a llama-server (healthy answers on every API,
 # unlike tests/manager/fake_llama_server.py, which answers everything with one chat completion).
@@ -53,11 +57,14 @@ class FuzzOptions:
     max_requests: int = 1_000_000
     families: tuple[str, ...] = FAMILIES
     gateways: tuple[str, ...] = ("routed", "open")
+    routes: tuple[str, ...] = ()  # "METHOD /template" of fuzz_cases.ROUTES to aim at; () for all
     metrics_every: int = 25
     metrics_limit: int = 2 * 2**20  # bytes a /metrics page may reach
     rss_limit_mb: float = 150.0
     timeout: float = 30.0  # a request not answered by then is a hang
     seed: int | None = None  # None: derandomized (the same requests every run)
+    heavy_every: float = 15.0  # at most one 8 MB many-messages body per this many seconds (each takes ~2 s)
+    stall_limit_ms: float = 1000.0  # the longest a /health heartbeat may wait (the event loop blocked)
 
 
 @dataclass
@@ -68,6 +75,8 @@ class _Tally:
     missing: Counter[str] = field(default_factory=Counter)  # 404 "no route", per route template
     served: Counter[str] = field(default_factory=Counter)  # any other answer
     reused_closed: int = 0
+    stall_max_ms: float = 0.0
+    stall_during: str = ""
     requests: int = 0
     corral_5xx: int = 0
     wrong_shape: int = 0
@@ -125,16 +134,33 @@ def run_fuzz(opts: FuzzOptions, workdir: Path) -> Result:
     with FaultBackend() as backend, _gateways(backend, opts.gateways, workdir) as gws:
         clients = {n: httpx.Client(base_url=g.url, timeout=opts.timeout) for n, g in gws.items()}
         deadline = time.monotonic() + opts.seconds
+        current: list[FuzzRequest | None] = [None]
+        stop = threading.Event()
+        beats = [threading.Thread(target=_heartbeat, args=(n, g.url, stop, tally, current), daemon=True)
+                 for n, g in gws.items()]  # fmt: skip
+        for b in beats:
+            b.start()
+
+        last_heavy = [-1e9]
 
         def one(req: FuzzRequest) -> None:
-            if time.monotonic() > deadline:
+            now = time.monotonic()
+            if now > deadline:
                 raise _TimeUp
+            if req.family == "many-messages":
+                if now - last_heavy[0] < opts.heavy_every:
+                    return  # not sent: the budget for 8 MB bodies is spent
+                last_heavy[0] = now
+            current[0] = req
             _send(req, clients[req.gateway], tally, result, forms)
             if tally.requests % opts.metrics_every == 0:
                 for name, gw in gws.items():
                     _check_metrics(name, gw, clients[name], tally, result, opts, forms)
 
-        test = given(req=requests(tuple(opts.families), tuple(opts.gateways), GATEWAY_KEY))(one)
+        aimed = tuple(r for r in ROUTES if not opts.routes or f"{r.method} {r.template}" in opts.routes)
+        if not aimed:
+            raise ValueError(f"no route matches {opts.routes}")
+        test = given(req=requests(tuple(opts.families), tuple(opts.gateways), GATEWAY_KEY, aimed))(one)
         test = settings(
             max_examples=opts.max_requests, deadline=None, database=None, phases=[Phase.generate],
             suppress_health_check=list(HealthCheck), derandomize=opts.seed is None, print_blob=False,
@@ -146,6 +172,9 @@ def run_fuzz(opts: FuzzOptions, workdir: Path) -> Result:
         except _TimeUp:
             pass
         finally:
+            stop.set()
+            for b in beats:
+                b.join(opts.timeout + 5)
             for c in clients.values():
                 c.close()
         for name, gw in gws.items():  # a last look, after the run
@@ -155,6 +184,23 @@ def run_fuzz(opts: FuzzOptions, workdir: Path) -> Result:
     logs = {n: g.log_text() for n, g in gws.items()}
     _summarise(result, tally, opts, gws, logs, forms)
     return result
+
+
+def _heartbeat(name: str, url: str, stop: threading.Event, tally: _Tally, current: list[FuzzRequest | None]) -> None:
+    """GET /health ten times a second: how long it waits is how long the event loop was blocked
+    (the fuzz itself sends one request at a time)."""
+    with httpx.Client(base_url=url, timeout=60) as http:
+        while not stop.wait(0.1):
+            t0 = time.perf_counter()
+            try:
+                http.get("/health")
+            except httpx.HTTPError:
+                continue
+            ms = (time.perf_counter() - t0) * 1000
+            if ms > tally.stall_max_ms:
+                req = current[0]
+                tally.stall_max_ms = ms
+                tally.stall_during = f"{name}: {req.repro() if req else '-'} ({req.family if req else ''})"
 
 
 class _TimeUp(Exception):
@@ -249,14 +295,15 @@ def _check_metrics(name: str, gw: GatewayProcess, http: httpx.Client, tally: _Ta
 def _summarise(result: Result, t: _Tally, opts: FuzzOptions, gws: dict[str, GatewayProcess], logs: dict[str, str],
                forms: dict[str, str]) -> None:  # fmt: skip
     tracebacks = sum(log.count("Traceback (most recent call last)") for log in logs.values())
+    per_log = {n: log.count("Traceback (most recent call last)") for n, log in logs.items()}
     forged = sum(1 for log in logs.values() for line in log.splitlines() if line.startswith(FORGED[:10]))
     log_leaks = sorted({label for log in logs.values() for label in find_canaries(log, forms)})
+    exceptions: Counter[str] = Counter()
     for name, log in logs.items():
-        at = log.find("Traceback (most recent call last)")
-        if at >= 0:
-            lines = log[at:].splitlines()
-            last = next((ln for ln in lines[1:] if ln and not ln.startswith((" ", "Traceback"))), "")
-            result.find("traceback", name, f"{tracebacks} tracebacks in the logs; first ends: {last[:200]}")
+        found = [m.group(1) for m in _EXCEPTION_LINE.finditer(log)]
+        exceptions.update(found)
+        if per_log[name]:
+            result.find("traceback", name, f"{per_log[name]} tracebacks in its log; the first: {found[:1]}")
     if forged:
         result.find("log-injection", "log", f"{forged} log lines forged by CR/LF in model names")
     result.figure("requests", t.requests)
@@ -279,7 +326,13 @@ def _summarise(result: Result, t: _Tally, opts: FuzzOptions, gws: dict[str, Gate
     result.figure("/metrics largest KB", t.metrics_max_bytes / 1024)
     result.figure("/metrics slowest ms", t.metrics_max_ms)
     result.check("/dashboard/api/state failures", t.state_failures, "0", t.state_failures == 0)
+    stalled = t.stall_max_ms <= opts.stall_limit_ms
+    result.check("event loop stall (max /health wait) ms", t.stall_max_ms, f"<= {opts.stall_limit_ms:.0f}", stalled)
+    if not stalled:
+        result.find("stall", "event loop", f"/health waited {t.stall_max_ms:.0f} ms", t.stall_during)
     result.check("tracebacks in the log", tracebacks, "0", tracebacks == 0)
+    if exceptions:
+        result.figure("exceptions in the log", dict(exceptions.most_common(6)))
     result.check("forged log lines", forged, "0", forged == 0)
     for name, gw in gws.items():
         peak = gw.peak_rss()

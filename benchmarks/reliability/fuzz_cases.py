@@ -257,7 +257,7 @@ def requests(draw: st.DrawFn, families: tuple[str, ...] = FAMILIES, gateways: tu
     gateway = draw(st.sampled_from(gateways))
     route = draw(st.sampled_from(routes))
     stream = draw(st.booleans())
-    model = draw(_model(family, gateway))
+    model = draw(_model(family, gateway, "{model}" in route.template))
     method = route.method
     headers = {"Authorization": f"Bearer {key}"} if key else {}
     body: Any = _template(route.body, model, stream) if route.body else None
@@ -333,8 +333,11 @@ def requests(draw: st.DrawFn, families: tuple[str, ...] = FAMILIES, gateways: tu
     return FuzzRequest(family, gateway, method, route.template, path, headers, sent, streams)
 
 
-def _model(family: str, gateway: str) -> st.SearchStrategy[str]:
-    good = st.sampled_from(GOOD_MODELS[gateway])
+def _model(family: str, gateway: str, in_path: bool) -> st.SearchStrategy[str]:
+    names = GOOD_MODELS[gateway]
+    if in_path and gateway == "routed":
+        names = ("local",) * len(names) + names  # the manager's routes: mostly the managed model
+    good = st.sampled_from(names)
     if family == "surrogates":
         return st.sampled_from(SURROGATES)
     if family == "crlf":
