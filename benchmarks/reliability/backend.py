@@ -117,9 +117,7 @@ class FaultBackend:
         await runner.setup()
         site = web.TCPSite(runner, self.host, self.port)
         await site.start()
-        server = site._server
-        assert server is not None
-        port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        port = runner.addresses[0][1]
         self.url = f"http://{self.host}:{port}"
         ready.set()
         await self._stop.wait()
@@ -160,7 +158,9 @@ class FaultBackend:
         stream = body.get("stream") is True
         return await self._fault(fault, api, stream, body, request)
 
-    async def _fault(self, fault: str, api: str, stream: bool, body: dict[str, Any], request: web.Request) -> Any:
+    async def _fault(
+        self, fault: str, api: str, stream: bool, body: dict[str, Any], request: web.Request
+    ) -> web.StreamResponse:
         protocol = _protocol(api)
         if fault == "reset":
             return await _reset(request)
@@ -188,26 +188,28 @@ class FaultBackend:
             return web.Response(status=200, body=answer, content_type="application/json")
         return await self._stream(fault, api, body, request)
 
-    async def _stream(self, fault: str, api: str, body: dict[str, Any], request: web.Request) -> Any:
+    async def _stream(self, fault: str, api: str, body: dict[str, Any], request: web.Request) -> web.StreamResponse:
         resp = web.StreamResponse(
             status=200, headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
         )
         await resp.prepare(request)
-        events = _events(api, body)
-        for n, event in enumerate(events):
-            if n == 3 and fault in ("cut", "reset-mid", "hang-mid", "malformed"):
-                if fault == "cut":
-                    await resp.write_eof()
-                    return resp
-                if fault == "reset-mid":
-                    return await _reset(request)
-                if fault == "hang-mid":
-                    return await self._hang()
-                await resp.write(b'data: {"choices": [{"delta": {"content": "unterminated\n\n')
-            await resp.write(event)
-            if self.token_delay:
-                await asyncio.sleep(self.token_delay)
-        await resp.write_eof()
+        try:
+            for n, event in enumerate(_events(api, body)):
+                if n == 3 and fault in ("cut", "reset-mid", "hang-mid", "malformed"):
+                    if fault == "cut":
+                        await resp.write_eof()
+                        return resp
+                    if fault == "reset-mid":
+                        return await _reset(request)
+                    if fault == "hang-mid":
+                        return await self._hang()
+                    await resp.write(b'data: {"choices": [{"delta": {"content": "unterminated\n\n')
+                await resp.write(event)
+                if self.token_delay:
+                    await asyncio.sleep(self.token_delay)
+            await resp.write_eof()
+        except ConnectionResetError:
+            pass  # the client stopped reading (a gateway that gave up on a malformed stream): nothing to do
         return resp
 
     async def _half(self, request: web.Request, answer: bytes, fault: str) -> web.StreamResponse:

@@ -23,7 +23,7 @@ from typing import Any
 import httpx
 
 from .backend import FaultBackend
-from .gateway import GatewayProcess, toml_text
+from .gateway import GatewayProcess
 from .report import Result
 from .shapes import canary_forms, find_canaries
 
@@ -81,14 +81,15 @@ def canary_config(backend: FaultBackend) -> dict[str, Any]:
 
 def _body(kind: str, model: str, stream: bool) -> dict[str, Any]:
     msgs = [{"role": "user", "content": "hi"}]
-    return {
+    bodies: dict[str, dict[str, Any]] = {
         "chat": {"model": model, "messages": msgs, "max_tokens": 4, "stream": stream},
         "messages": {"model": model, "max_tokens": 4, "messages": msgs, "stream": stream},
         "completion": {"model": model, "prompt": "hi", "max_tokens": 4},
         "embeddings": {"model": model, "input": "hi"},
         "rerank": {"model": model, "query": "q", "documents": ["a"]},
         "count": {"model": model, "messages": msgs},
-    }[kind]
+    }
+    return bodies[kind]
 
 
 def run_canary(workdir: Path, *, mcp: bool = True, timeout: float = 30.0) -> Result:
@@ -120,8 +121,10 @@ def run_canary(workdir: Path, *, mcp: bool = True, timeout: float = 30.0) -> Res
         _note(found, result, "gateway log", "stderr", gw.log_text().encode(), f, "the gateway log")
         upstream_auth = [(s.authorization, s.api_key, s.path) for s in backend.seen]
         if mcp:
-            for where, text in _mcp_results(gw.config_path, env, timeout):
+            errlog = workdir / "mcp.log"
+            for where, text in _mcp_results(gw.config_path, env, timeout, errlog):
                 _note(found, result, "mcp tools", where, text.encode(), f, f"MCP tool {where}")
+            _note(found, result, "mcp tools", "the MCP server's log", errlog.read_bytes(), f, "corral mcp stderr")
         for args in (["config"], ["config", "--json"]):
             out = _cli(args, gw.config_path, env, timeout)
             _note(
@@ -175,12 +178,12 @@ def _cli(args: list[str], config: Path, env: dict[str, str], timeout: float) -> 
     return done.stdout + done.stderr
 
 
-def _mcp_results(config: Path, env: dict[str, str], timeout: float) -> list[tuple[str, str]]:
+def _mcp_results(config: Path, env: dict[str, str], timeout: float, errlog: Path) -> list[tuple[str, str]]:
     """(tool call, everything it returned as text) for each MCP tool, over stdio."""
-    return asyncio.run(asyncio.wait_for(_mcp_calls(config, env), timeout * 4))
+    return asyncio.run(asyncio.wait_for(_mcp_calls(config, env, errlog), timeout * 4))
 
 
-async def _mcp_calls(config: Path, env: dict[str, str]) -> list[tuple[str, str]]:
+async def _mcp_calls(config: Path, env: dict[str, str], errlog: Path) -> list[tuple[str, str]]:
     import os
 
     from mcp.client.session import ClientSession
@@ -198,8 +201,8 @@ async def _mcp_calls(config: Path, env: dict[str, str]) -> list[tuple[str, str]]
     calls.append(("benchmark_model", {"model": "m", "provider": "basic", "runs": 1, "max_tokens": 2,
                                       "prompt_tokens": 8}))  # fmt: skip
     out: list[tuple[str, str]] = []
-    with open(os.devnull, "w") as devnull:
-        async with stdio_client(params, errlog=devnull) as (read, write), ClientSession(read, write) as session:
+    with open(errlog, "w") as log:
+        async with stdio_client(params, errlog=log) as (read, write), ClientSession(read, write) as session:
             await session.initialize()
             for name, args in calls:
                 try:
@@ -209,8 +212,3 @@ async def _mcp_calls(config: Path, env: dict[str, str]) -> list[tuple[str, str]]
                     text = repr(exc)
                 out.append((f"{name}({args.get('provider', '')})", text))
     return out
-
-
-def write_config(path: Path, backend: FaultBackend) -> Path:
-    path.write_text(toml_text(canary_config(backend)))
-    return path

@@ -71,7 +71,7 @@ class FuzzOptions:
 class _Tally:
     statuses: Counter[int] = field(default_factory=Counter)
     families: Counter[str] = field(default_factory=Counter)
-    family_seconds: Counter[str] = field(default_factory=Counter)
+    family_seconds: dict[str, float] = field(default_factory=dict)
     missing: Counter[str] = field(default_factory=Counter)  # 404 "no route", per route template
     served: Counter[str] = field(default_factory=Counter)  # any other answer
     reused_closed: int = 0
@@ -214,7 +214,8 @@ def _send(req: FuzzRequest, http: httpx.Client, tally: _Tally, result: Result, f
     try:
         _send_checked(req, http, tally, result, forms)
     finally:
-        tally.family_seconds[req.family] += time.perf_counter() - t0
+        spent = time.perf_counter() - t0
+        tally.family_seconds[req.family] = tally.family_seconds.get(req.family, 0.0) + spent
 
 
 def _send_checked(req: FuzzRequest, http: httpx.Client, tally: _Tally, result: Result, forms: dict[str, str]) -> None:
@@ -310,7 +311,9 @@ def _summarise(result: Result, t: _Tally, opts: FuzzOptions, gws: dict[str, Gate
     result.figure("requests/s", t.requests / max(result.seconds, 1e-9))
     result.figure("by status", dict(sorted(t.statuses.items())))
     result.figure("by family", dict(t.families.most_common()))
-    result.figure("seconds by family", {k: round(v, 1) for k, v in t.family_seconds.most_common()})
+    result.figure(
+        "seconds by family", {k: round(v, 1) for k, v in sorted(t.family_seconds.items(), key=lambda kv: -kv[1])}
+    )
     result.figure("404 no such route", sum(t.missing.values()))
     result.figure("routes not built (only 404)", ", ".join(sorted(set(t.missing) - set(t.served))) or "none")
     result.figure("kept-alive connection closed", t.reused_closed)

@@ -62,13 +62,23 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(part: str, args: argparse.Namespace, seconds: float, workdir: Path) -> Result:
+    families = tuple(f for f in args.families.split(",") if f)
+    return run_part(part, workdir, minutes=seconds / 60, seed=args.seed, max_requests=args.max_requests,
+                    families=families, rate=args.rate, clients=args.clients, models=args.models,
+                    real_engine=args.real_engine, mcp=not args.no_mcp)  # fmt: skip
+
+
+def run_part(part: str, workdir: Path, *, minutes: float = 10.0, seed: int | None = None,
+             max_requests: int = 1_000_000, families: tuple[str, ...] = (), rate: float = 50.0, clients: int = 30,
+             models: int = 3, real_engine: bool = False, mcp: bool = True) -> Result:  # fmt: skip
+    """One part of the battery in its long form (also what tests/stress/test_long.py runs)."""
+    seconds = minutes * 60
     if part == "fuzz":
         from .fuzz import FuzzOptions, run_fuzz
 
-        fams = tuple(f for f in args.families.split(",") if f)
-        opts = FuzzOptions(seconds=seconds, max_requests=args.max_requests, seed=args.seed)
-        if fams:
-            opts.families = fams
+        opts = FuzzOptions(seconds=seconds, max_requests=max_requests, seed=seed)
+        if families:
+            opts.families = families
         return run_fuzz(opts, workdir)
     if part == "faults":
         from .faults import FaultOptions, run_faults
@@ -77,15 +87,17 @@ def _run(part: str, args: argparse.Namespace, seconds: float, workdir: Path) -> 
     if part == "storm":
         from .storm import StormOptions, run_storm
 
-        return run_storm(StormOptions(clients=args.clients, models=args.models, seconds=seconds,
-                                      real_engine=args.real_engine), workdir)  # fmt: skip
+        opts_storm = StormOptions(clients=clients, models=models, seconds=seconds, real_engine=real_engine)
+        return run_storm(opts_storm, workdir)
     if part == "soak":
         from .soak import SoakOptions, run_soak
 
-        return run_soak(SoakOptions(rate=args.rate, seconds=seconds), workdir)
-    from .canary import run_canary
+        return run_soak(SoakOptions(rate=rate, seconds=seconds), workdir)
+    if part == "canary":
+        from .canary import run_canary
 
-    return run_canary(workdir, mcp=not args.no_mcp)
+        return run_canary(workdir, mcp=mcp)
+    raise ValueError(f"unknown part {part!r}: one of {', '.join(PARTS)}")
 
 
 if __name__ == "__main__":
