@@ -43,6 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--clients", type=int, default=30, help="storm: concurrent clients")
     p.add_argument("--models", type=int, default=3, help="storm: managed models")
     p.add_argument("--real-engine", action="store_true", help="storm: the bundled gemma on llama.cpp, not the fake")
+    p.add_argument("--drain-timeout", type=float, default=None, help="storm: [manager] drain_timeout")
     p.add_argument("--no-mcp", action="store_true", help="canary: skip the MCP tools")
     args = p.parse_args(argv)
     parts = PARTS if args.part == "all" else (args.part,)
@@ -65,12 +66,13 @@ def _run(part: str, args: argparse.Namespace, seconds: float, workdir: Path) -> 
     families = tuple(f for f in args.families.split(",") if f)
     return run_part(part, workdir, minutes=seconds / 60, seed=args.seed, max_requests=args.max_requests,
                     families=families, rate=args.rate, clients=args.clients, models=args.models,
-                    real_engine=args.real_engine, mcp=not args.no_mcp)  # fmt: skip
+                    real_engine=args.real_engine, drain_timeout=args.drain_timeout, mcp=not args.no_mcp)  # fmt: skip
 
 
 def run_part(part: str, workdir: Path, *, minutes: float = 10.0, seed: int | None = None,
              max_requests: int = 1_000_000, families: tuple[str, ...] = (), rate: float = 50.0, clients: int = 30,
-             models: int = 3, real_engine: bool = False, mcp: bool = True) -> Result:  # fmt: skip
+             models: int = 3, real_engine: bool = False, drain_timeout: float | None = None,
+             mcp: bool = True) -> Result:  # fmt: skip
     """One part of the battery in its long form (also what tests/stress/test_long.py runs)."""
     seconds = minutes * 60
     if part == "fuzz":
@@ -87,7 +89,8 @@ def run_part(part: str, workdir: Path, *, minutes: float = 10.0, seed: int | Non
     if part == "storm":
         from .storm import StormOptions, run_storm
 
-        opts_storm = StormOptions(clients=clients, models=models, seconds=seconds, real_engine=real_engine)
+        opts_storm = StormOptions(clients=clients, models=models, seconds=seconds, real_engine=real_engine,
+                                  drain_timeout=drain_timeout)  # fmt: skip
         return run_storm(opts_storm, workdir)
     if part == "soak":
         from .soak import SoakOptions, run_soak
