@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import time
@@ -35,7 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("part", nargs="?", default="all", choices=(*PARTS, "all"))
     p.add_argument("--minutes", type=float, default=1.0, help="time bound of fuzz, storm and soak, each")
-    p.add_argument("--json", action="store_true", help="print JSON instead of the table")
+    p.add_argument("--json", nargs="?", const="-", default=None, metavar="PATH",
+                   help="JSON to PATH as well as the table, or to stdout instead of it without PATH")  # fmt: skip
     p.add_argument("--seed", type=int, default=None, help="fuzz: Hypothesis seed (default: derandomized)")
     p.add_argument("--max-requests", type=int, default=1_000_000, help="fuzz: bound on the request count")
     p.add_argument("--families", default="", help="fuzz: comma-separated families (default: all, mixed)")
@@ -55,10 +57,13 @@ def main(argv: list[str] | None = None) -> int:
             workdir.mkdir()
             print(f"[{time.strftime('%H:%M:%S')}] {part} ...", file=sys.stderr, flush=True)
             results.append(_run(part, args, seconds, workdir))
-    if args.json:
-        print(json.dumps([r.as_dict() for r in results], indent=2, default=str))
+    text = json.dumps([r.as_dict() for r in results], indent=2, default=str)
+    if args.json == "-":
+        print(text)
     else:
         print(table(results))
+        if args.json:
+            Path(args.json).write_text(text)
     return 1 if any(r.failed() for r in results) else 0
 
 
@@ -73,8 +78,20 @@ def run_part(part: str, workdir: Path, *, minutes: float = 10.0, seed: int | Non
              max_requests: int = 1_000_000, families: tuple[str, ...] = (), rate: float = 50.0, clients: int = 30,
              models: int = 3, real_engine: bool = False, drain_timeout: float | None = None,
              mcp: bool = True) -> Result:  # fmt: skip
-    """One part of the battery in its long form (also what tests/stress/test_long.py runs)."""
-    seconds = minutes * 60
+    """One part of the battery in its long form (also what tests/stress/test_long.py runs), with the
+    machine's load average before and after (the figures mean little on a busy host)."""
+    before = os.getloadavg()[0]
+    result = _part(part, workdir, minutes * 60, seed, max_requests, families, rate, clients, models, real_engine,
+                   drain_timeout, mcp)  # fmt: skip
+    result.figure(
+        "load average (1 min) before/after", f"{before:.1f} / {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
+    )
+    return result
+
+
+def _part(part: str, workdir: Path, seconds: float, seed: int | None, max_requests: int, families: tuple[str, ...],
+          rate: float, clients: int, models: int, real_engine: bool, drain_timeout: float | None,
+          mcp: bool) -> Result:  # fmt: skip
     if part == "fuzz":
         from .fuzz import FuzzOptions, run_fuzz
 
