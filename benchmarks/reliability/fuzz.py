@@ -134,7 +134,7 @@ def run_fuzz(opts: FuzzOptions, workdir: Path) -> Result:
     with FaultBackend() as backend, _gateways(backend, opts.gateways, workdir) as gws:
         clients = {n: httpx.Client(base_url=g.url, timeout=opts.timeout) for n, g in gws.items()}
         deadline = time.monotonic() + opts.seconds
-        current: list[FuzzRequest | None] = [None]
+        current = [""]  # what the fuzzer is sending now, for the heartbeat to blame
         stop = threading.Event()
         beats = [threading.Thread(target=_heartbeat, args=(n, g.url, stop, tally, current), daemon=True)
                  for n, g in gws.items()]  # fmt: skip
@@ -151,10 +151,11 @@ def run_fuzz(opts: FuzzOptions, workdir: Path) -> Result:
                 if now - last_heavy[0] < opts.heavy_every:
                     return  # not sent: the budget for 8 MB bodies is spent
                 last_heavy[0] = now
-            current[0] = req
+            current[0] = f"{req.repro()} ({req.family})"
             _send(req, clients[req.gateway], tally, result, forms)
             if tally.requests % opts.metrics_every == 0:
                 for name, gw in gws.items():
+                    current[0] = f"the periodic GET /metrics and /dashboard/api/state on {name}"
                     _check_metrics(name, gw, clients[name], tally, result, opts, forms)
 
         aimed = tuple(r for r in ROUTES if not opts.routes or f"{r.method} {r.template}" in opts.routes)
@@ -186,21 +187,21 @@ def run_fuzz(opts: FuzzOptions, workdir: Path) -> Result:
     return result
 
 
-def _heartbeat(name: str, url: str, stop: threading.Event, tally: _Tally, current: list[FuzzRequest | None]) -> None:
+def _heartbeat(name: str, url: str, stop: threading.Event, tally: _Tally, current: list[str]) -> None:
     """GET /health ten times a second: how long it waits is how long the event loop was blocked
     (the fuzz itself sends one request at a time)."""
     with httpx.Client(base_url=url, timeout=60) as http:
         while not stop.wait(0.1):
             t0 = time.perf_counter()
+            during = current[0]
             try:
                 http.get("/health")
             except httpx.HTTPError:
                 continue
             ms = (time.perf_counter() - t0) * 1000
             if ms > tally.stall_max_ms:
-                req = current[0]
                 tally.stall_max_ms = ms
-                tally.stall_during = f"{name}: {req.repro() if req else '-'} ({req.family if req else ''})"
+                tally.stall_during = f"{name} stalled during: {during}"
 
 
 class _TimeUp(Exception):

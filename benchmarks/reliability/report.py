@@ -91,4 +91,5 @@ def _fmt(value: Any) -> str:
     if isinstance(value, dict):
         text = " ".join(f"{k}:{_fmt(v)}" for k, v in value.items())
         return text if len(text) <= 60 else text[:57] + "..."
-    return str(value)
+    text = str(value)
+    return text if len(text) <= 90 else text[:87] + "..."
