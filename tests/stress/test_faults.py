@@ -13,7 +13,7 @@ from benchmarks.reliability.backend import FAULTS
 from benchmarks.reliability.faults import FaultOptions, Scenario, run_faults, scenarios
 from benchmarks.reliability.report import Result
 
-from .known_defects import fault_defect, issue12
+from .known_defects import fault_defect
 
 OPTS = FaultOptions(faults=tuple(f for f in FAULTS if f != "r429-5"), client_timeout=30)
 
@@ -56,7 +56,6 @@ def test_fault_is_logged_as_an_error(faults: Result, s: Scenario) -> None:
     assert o["logged"] and min(o["logged"]) >= 400, f"{s.id}: client got {o['kind']} {o['status']}, log {o['logged']}"
 
 
-@issue12(12, "an upstream 429's Retry-After is not forwarded to the client")
 def test_retry_after_reaches_the_client(faults: Result) -> None:
     r429 = {k: v for k, v in faults.extra["outcomes"].items() if k.startswith("r429") and v["status"] == 429}
     assert r429, "no 429 reached a client"

@@ -1,7 +1,7 @@
 """The swap storm, short: 6 clients over 2 managed models (the fake llama-server, one slot each,
 0.5 s per answer) with max_loaded = 1 and drain_timeout = 1 s, every request for the other model.
 Never two children for one model, no zombie, no engine left behind; and no admitted request may fail
-(it is the short drain_timeout that makes today's gateway kill them within seconds, not minutes)."""
+(at 9508fff the short drain_timeout had the gateway kill them within seconds: issue 12 #8)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,6 @@ from collections.abc import Iterator
 import pytest
 from benchmarks.reliability.report import Result
 from benchmarks.reliability.storm import StormOptions, run_storm
-
-from .known_defects import issue12
 
 OPTS = StormOptions(clients=6, models=2, seconds=6, tokens=5, token_delay=0.1, slots=1, drain_timeout=1,
                     request_timeout=30)  # fmt: skip
@@ -23,8 +21,8 @@ def storm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Result]:
 
 
 def test_storm_ran(storm: Result) -> None:
-    assert storm.get("requests admitted") >= 12
-    assert storm.get("children started (swaps)") >= 3  # it really swapped
+    assert storm.get("requests admitted") >= 8
+    assert storm.get("children started (swaps)") >= 2  # it really swapped
 
 
 @pytest.mark.parametrize(
@@ -37,8 +35,6 @@ def test_process_invariants(storm: Result, check: str) -> None:
     assert found.ok, f"{check}: {found.value} (target {found.target})"
 
 
-@issue12(8, "a swap kills the victim's admitted requests at drain_timeout (502 'upstream unreachable', or a "
-         "stream cut and relayed as a clean end, #3)")  # fmt: skip
 def test_no_admitted_request_fails(storm: Result) -> None:
     found = next(c for c in storm.checks if c.name == "admitted requests failed")
     assert found.ok, f"{found.value} failed: {[f.detail for f in storm.findings[:3]]}"
