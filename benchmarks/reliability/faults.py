@@ -217,6 +217,11 @@ def summarise(result: Result, outcomes: list[Outcome]) -> None:
     result.check(
         "429 answers carrying Retry-After", f"{len(forwarded)}/{len(r429)}", "all", len(forwarded) == len(r429)
     )
+    # An upstream's "overloaded, come back later" is the client's to act on: kept as 503 (+ Retry-After).
+    e503 = [o for o in faulty if o.scenario.fault == "e503" and o.kind != "hang"]
+    kept = [o for o in e503 if o.status == 503 and o.retry_after is not None]
+    result.check("upstream 503 answered 503 with Retry-After", f"{len(kept)}/{len(e503)}", "all",
+                 len(kept) == len(e503))  # fmt: skip
     by_fault: dict[str, list[Outcome]] = {}
     for o in faulty:
         by_fault.setdefault(o.scenario.fault, []).append(o)

@@ -61,3 +61,10 @@ def test_retry_after_reaches_the_client(faults: Result) -> None:
     assert r429, "no 429 reached a client"
     missing = sorted(k for k, v in r429.items() if v["retry_after"] is None)
     assert not missing, f"no Retry-After on {len(missing)}/{len(r429)}: {missing[:4]}"
+
+
+def test_upstream_503_stays_503(faults: Result) -> None:
+    e503 = {k: v for k, v in faults.extra["outcomes"].items() if k.startswith("e503/")}
+    changed = sorted(f"{k}: {v['status']} retry-after={v['retry_after']}" for k, v in e503.items()
+                     if v["status"] != 503 or v["retry_after"] is None)  # fmt: skip
+    assert not changed, changed
