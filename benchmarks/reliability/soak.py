@@ -45,7 +45,7 @@ class SoakOptions:
     interval: float = 60.0  # seconds per row of the table
     concurrency: int = 256
     timeout: float = 30.0
-    rss_growth_mb: float = 15.0  # allowed growth after the first interval
+    rss_growth_mb: float = 15.0  # allowed growth of the last interval over the first half
     fd_growth: int = 16
 
 
@@ -142,14 +142,14 @@ def run_soak(opts: SoakOptions, workdir: Path) -> Result:
     result.figure("p50 ms (all)", _pct(all_lat, 50) * 1000)
     result.figure("p99 ms (all)", _pct(all_lat, 99) * 1000)
     result.figure("RSS at start MB", base.rss_mb if base else 0.0)
-    warm, last = rows[0], rows[-1]
-    growth = last.rss_mb - warm.rss_mb
-    result.check("RSS growth after the first interval MB", round(growth, 1), f"<= {opts.rss_growth_mb:g}",
+    # A leak keeps growing: the last interval is compared with the highest of the first half (pools
+    # and caches fill during warm-up, and a burst of late requests opens connections that are kept).
+    last, first_half = rows[-1], rows[: max(1, len(rows) // 2)]
+    growth = last.rss_mb - max(r.rss_mb for r in first_half)
+    result.check("RSS growth, last vs first half MB", round(growth, 1), f"<= {opts.rss_growth_mb:g}",
                  growth <= opts.rss_growth_mb)  # fmt: skip
-    fd_growth = last.fds - warm.fds
-    result.check(
-        "open FDs growth after the first interval", fd_growth, f"<= {opts.fd_growth}", fd_growth <= opts.fd_growth
-    )
+    fd_growth = last.fds - max(r.fds for r in first_half)
+    result.check("open FDs growth, last vs first half", fd_growth, f"<= {opts.fd_growth}", fd_growth <= opts.fd_growth)
     per = []
     for i, r in enumerate(rows):
         per.append({"interval": i + 1, "requests": len(r.latencies), "errors": r.errors,
