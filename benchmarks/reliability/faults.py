@@ -24,7 +24,7 @@ from typing import Any
 
 import httpx
 
-from .backend import FAULTS, FaultBackend
+from .backend import FAULTS, MARKER, FaultBackend
 from .gateway import GatewayProcess
 from .report import Result
 from .shapes import error_shape_problem, protocol_for, stream_outcome
@@ -66,7 +66,7 @@ class Scenario:
 @dataclass
 class Outcome:
     scenario: Scenario
-    kind: str = ""  # success, error, wrong-shape, truncated, malformed, relayed-200, hang, dropped
+    kind: str = ""  # success, error, wrong-shape, internal-500, truncated, malformed, relayed-200, hang, dropped
     status: int = 0
     detail: str = ""
     seconds: float = 0.0
@@ -140,6 +140,8 @@ def _one(s: Scenario, http: httpx.Client) -> Outcome:
     if out.status >= 400:
         problem = error_shape_problem(protocol, out.status, ctype, body)
         out.kind = "wrong-shape" if problem else "error"
+        if out.status == 500 and MARKER.encode() not in body:
+            out.kind = "internal-500"  # the gateway's own failure, not an upstream error it mapped
         out.detail = problem or body[:160].decode("utf-8", "replace")
     elif "text/event-stream" in ctype:
         end, why = stream_outcome(protocol, body)
@@ -198,6 +200,7 @@ def summarise(result: Result, outcomes: list[Outcome]) -> None:
                         ("truncated", "streams cut, relayed as success (no error event)"),
                         ("malformed", "non-JSON events relayed"), ("relayed-200", "non-JSON bodies relayed as 200"),
                         ("wrong-shape", "errors outside the caller's shape"), ("hang", "hangs"),
+                        ("internal-500", "corral-made 500s (internal errors)"),
                         ("dropped", "connections dropped without an answer")):  # fmt: skip
         bad = [o for o in faulty if o.kind == kind]
         result.check(label, len(bad), "0", not bad)
