@@ -12,12 +12,7 @@ import pytest
 from benchmarks.reliability.canary import SURFACES, run_canary
 from benchmarks.reliability.report import Result
 
-from .known_defects import issue12
-
-KNOWN = {
-    "mcp tools": issue12(4, "a key echoed by an upstream reaches MCP's validate_model result unredacted (its "
-                         "probes' evidence)"),
-}  # fmt: skip
+KNOWN: dict[str, pytest.MarkDecorator] = {}  # surfaces with a known leak (none left)
 
 
 @pytest.fixture(scope="module")

@@ -29,6 +29,8 @@ if TYPE_CHECKING:
     from .state import Gateway
 
 __all__ = [
+    "NDJSON_MALFORMED",
+    "SSE_MALFORMED",
     "STREAM_HEADERS",
     "EventWriter",
     "RelayCheck",
@@ -44,6 +46,10 @@ T = TypeVar("T")
 
 STREAM_HEADERS = {"x-accel-buffering": "no", "cache-control": "no-cache"}
 
+# A data line whose payload is not one whole JSON object or array (or [DONE]): it must open with { or [
+# and close with } or ] on its line. An NDJSON line likewise. A cheap look at each end, not a parse.
+SSE_MALFORMED = re.compile(rb"(?m)^data:(?! ?(?:[{\[][^\r\n]*[}\]])?\r?$)")
+NDJSON_MALFORMED = re.compile(rb"(?m)^(?!(?:\{[^\r\n]*\})?\s*$)")
 # A "model" key and its string value, not inside another string (there its quote is escaped).
 _MODEL = re.compile(rb'(?<!\\)"model"\s*:\s*"(?:[^"\\]|\\.)*"')
 
@@ -66,6 +72,7 @@ class RelayCheck(Protocol):
     separator: bytes  # between events: b"\n\n" for SSE, b"\n" for NDJSON
     end: re.Pattern[bytes]  # an event that ends the stream properly
     failure: re.Pattern[bytes]  # an error event the upstream sent
+    malformed: re.Pattern[bytes]  # an event that is not JSON (SSE_MALFORMED, NDJSON_MALFORMED)
 
     def error(self, model: str, status: int, kind: str, message: str) -> bytes: ...
 
@@ -81,7 +88,7 @@ class StreamFramer:
     """Cuts a relayed byte stream into whole events, renames the model in them, and notes whether the
     upstream ended the stream properly or sent an error event. No parsing: a few regex scans."""
 
-    __slots__ = ("_buf", "_check", "_model", "_redact", "_rename", "ended", "failed")
+    __slots__ = ("_buf", "_check", "_malformed", "_model", "_redact", "_rename", "ended", "failed", "garbled")
 
     def __init__(self, check: RelayCheck, model: str, redact: Callable[[str], str] | None = None) -> None:
         self._check = check
@@ -89,8 +96,10 @@ class StreamFramer:
         self._redact = redact  # for an error event: an upstream may echo a key in it
         self._rename = bool(model)
         self._buf = b""
+        self._malformed: re.Pattern[bytes] | None = getattr(check, "malformed", None)
         self.ended = False
         self.failed = False
+        self.garbled = False  # an event that is not JSON: the rest is not relayed
 
     def feed(self, chunk: bytes) -> bytes:
         buf = self._buf + chunk if self._buf else chunk
@@ -113,6 +122,11 @@ class StreamFramer:
         return self._whole(rest) if rest.strip() else rest
 
     def _whole(self, block: bytes) -> bytes:
+        if self.garbled:
+            return b""
+        if self._malformed is not None and self._malformed.search(block):
+            self.garbled = True
+            return b""
         if self._check.failure.search(block):
             self.failed = True
             if self._redact is not None:
@@ -139,11 +153,16 @@ def relay_stream(
                 if out:
                     rec.usage_from(out)
                     yield out
+                if framer.garbled:
+                    break
             tail = framer.close()
             if tail:
                 rec.usage_from(tail)
                 yield tail
-            if framer.failed:
+            if framer.garbled:
+                rec.status = 502
+                yield check.error(model, 502, "api_error", "upstream sent a stream event that is not JSON")
+            elif framer.failed:
                 rec.status = 502
             elif not framer.ended:
                 rec.status = 502

@@ -40,6 +40,7 @@ class GatewaySettings:
     wire_log: bool = False  # log every request and answer, bodies included (secrets masked)
     upstream_retries: int = 0  # retries of a failed upstream call, for providers that set none (see routing)
     shutdown_timeout: float = 30.0  # seconds answers in flight get to finish when the gateway stops
+    max_messages: int = 10_000  # messages one request may carry (413 above, before parsing)
 
     @classmethod
     def from_settings(cls, settings: Settings | None) -> GatewaySettings:
@@ -92,6 +93,7 @@ class GatewaySettings:
             wire_log=_flag(table.get("wire_log", False), "gateway.wire_log"),
             upstream_retries=_count(table.get("upstream_retries", 0), "gateway.upstream_retries"),
             shutdown_timeout=_seconds(table.get("shutdown_timeout", 30.0), "gateway.shutdown_timeout"),
+            max_messages=_count(table.get("max_messages", 10_000), "gateway.max_messages") or 1,
         )
 
     def route(self, model: str | None) -> ModelRoute | None:

@@ -91,6 +91,10 @@ class Gateway:
     async def read_body(self, request: Request) -> tuple[dict[str, Any], bytes]:
         """The request's JSON object, and the bytes it came as."""
         raw = await read_body(request, self.config.max_body_bytes)
+        # Work per request is bounded before any parsing: every message has a "role" (bytes.count is
+        # C-fast), and a quarter-million tiny messages would cost seconds and hundreds of MB to read.
+        if len(raw) > 2 * self.config.max_messages and raw.count(b'"role"') > self.config.max_messages:
+            raise WireError(413, f"request has more than {self.config.max_messages} messages ([gateway] max_messages)")
         if len(raw) > OFF_LOOP_BYTES:  # parsing megabytes would stall every other request meanwhile
             return await asyncio.to_thread(parse_json, raw), raw
         return parse_json(raw), raw

@@ -4,6 +4,7 @@ corral's one-line message: never a traceback, never a key."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -331,7 +332,10 @@ class CorralTools:
             def job(progress: ProgressFn) -> dict[str, Any]:
                 client = self.pool.sync_client(name)
                 # A tool call names models, never files: only the GGUF the server reports is read.
-                return validate(client, model, progress=progress, caller_paths=False).as_dict()
+                report = validate(client, model, progress=progress, caller_paths=False).as_dict()
+                # Probe evidence quotes the server's answers, which may echo a key back.
+                cleaned: dict[str, Any] = json.loads(self.redact(json.dumps(report)))
+                return cleaned
 
             return ValidationOut.model_validate(await self._in_thread(ctx, job))
 

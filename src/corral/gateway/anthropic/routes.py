@@ -18,7 +18,7 @@ from ...providers.base import HTTPRequest, Provider
 from ...types import ChatResponse
 from ..chat import ChatCall, ChatWire, serve_chat
 from ..observe import RequestRecord
-from ..relay import EventWriter
+from ..relay import SSE_MALFORMED, EventWriter
 from ..state import Gateway
 from .wire import AnthropicEventWriter, anthropic_response, chat_request_from_anthropic, count_tokens_request
 
@@ -35,6 +35,7 @@ class _Relay:
 
     media_type = "text/event-stream"
     separator = b"\n\n"
+    malformed = SSE_MALFORMED
     end = re.compile(rb'"type"\s*:\s*"message_stop"')
     failure = re.compile(rb"(?m)^event:\s*error")
 

@@ -18,7 +18,7 @@ from ...providers.openai_compat.stream import raise_stream_error
 from ...sse import StreamDecoder
 from ..chat import ChatCall, ChatWire, serve_chat
 from ..observe import RequestRecord
-from ..relay import EventWriter, relay_stream, until_disconnect
+from ..relay import SSE_MALFORMED, EventWriter, relay_stream, until_disconnect
 from ..routing import LLAMACPP_TYPES, OPENAI_SHAPED, STREAM_ONLY_CANCEL, Resolved
 from ..state import Gateway, forwarded, now
 from ..wire_errors import WireError, WireProtocol, error_response
@@ -41,6 +41,7 @@ class _Relay:
 
     media_type = "text/event-stream"
     separator = b"\n\n"
+    malformed = SSE_MALFORMED
     end = re.compile(rb'data: ?\[DONE\]|"finish_reason"\s*:\s*"')
     failure = re.compile(rb'(?m)^data: ?\{\s*"error"')
 
@@ -137,7 +138,7 @@ async def completions(request: Request) -> Response:
                 got = await until_disconnect(
                     request, target.client.passthrough(_completion_call(forwarded(body, raw, upstream_model)), needs)
                 )
-                answer = None if got is None else json.loads(got[1])
+                answer = None if got is None else _json_object(got[1])
                 rec.provider = got[0].name if got is not None else ""
             if answer is None:
                 rec.status = 499
@@ -166,6 +167,17 @@ async def completions(request: Request) -> Response:
     finally:
         if not streaming:
             gw.finish(rec)
+
+
+def _json_object(raw: bytes) -> dict[str, Any]:
+    try:
+        found = json.loads(raw)
+    except ValueError:
+        found = None
+    if not isinstance(found, dict):
+        shown = raw[:120].decode("utf-8", "replace")
+        raise ResponseError(f"upstream answered 200 with a body that is not a JSON object: {shown!r}")
+    return found
 
 
 def _completion_call(payload: Any) -> Any:

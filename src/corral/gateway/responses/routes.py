@@ -24,7 +24,7 @@ from ...providers.base import ChatRequest, HTTPRequest, Provider
 from ...types import ChatResponse, Message
 from ..chat import ChatCall, ChatWire, serve_chat
 from ..openai.fields import sse_json
-from ..relay import EventWriter
+from ..relay import SSE_MALFORMED, EventWriter
 from ..routing import OPENAI_SHAPED, Resolved
 from ..state import Gateway, now
 from ..wire_errors import error_response
@@ -39,6 +39,7 @@ class _Relay:
 
     media_type = "text/event-stream"
     separator = b"\n\n"
+    malformed = SSE_MALFORMED
     end = re.compile(rb'"type"\s*:\s*"response\.(?:completed|incomplete|failed)"')
     failure = re.compile(rb'(?m)^event:\s*(?:error|response\.failed)\b|^data: ?\{"type":"(?:error|response\.failed)"')
 
