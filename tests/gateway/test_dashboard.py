@@ -97,12 +97,14 @@ def test_managed_models_show_state_pid_and_memory(dash: RunningGateway) -> None:
         rows = httpx.get(dash.url + "/dashboard/api/state", headers=AUTH, timeout=30).json()["managed"]
         return next(m for m in rows if m["model"] == "fake")
 
-    assert fake_row()["state"] == "stopped"
+    assert fake_row()["state"] == "stopped" and fake_row()["status"] == "unloaded"
     assert httpx.post(dash.url + "/models/fake/load", headers=AUTH, timeout=30).status_code == 200
     row = fake_row()
     assert row["state"] == "ready" and row["pid"] > 0 and row["rss_mb"] > 1 and row["inflight"] == 0
+    # The lifecycle record corral models, MCP and /api/ps show, the same for every kind of manager.
+    assert row["status"] == "loaded" and row["source"] == "manager" and row["memory"] > 1_000_000
     assert httpx.post(dash.url + "/api/models/unload/fake", headers=AUTH, timeout=30).status_code == 200
-    assert fake_row()["state"] == "stopped"
+    assert fake_row()["state"] == "stopped" and fake_row()["status"] == "unloaded"
 
 
 def test_try_it_chat_streams_from_the_chosen_provider(dash: RunningGateway) -> None:

@@ -125,11 +125,16 @@ async def _providers(gw: Gateway, dash: DashboardState) -> list[dict[str, Any]]:
 def _managed(gw: Gateway) -> list[dict[str, Any]]:
     if gw.manager is None:
         return []
+    from ..manager.lifecycle import from_scheduler
+
     live = {str(r["model"]): r for r in gw.manager.running()}
+    # The one lifecycle record (status loaded/loading/unloaded, ctx, ttl left, memory) that `corral
+    # models`, MCP and /api/ps show too, with the manager's own details beside it.
+    records = {s.id: s.as_dict() for s in from_scheduler(gw.manager)}
     out = []
     for spec in gw.manager.settings.models.values():
         row: dict[str, Any] = {"model": spec.name, "aliases": list(spec.aliases), "gguf": spec.gguf.name,
-                               "ttl": spec.ttl, "state": "stopped"}  # fmt: skip
+                               "ttl": spec.ttl, "state": "stopped", **records.get(spec.name, {})}  # fmt: skip
         running = live.get(spec.name)
         if running is not None:
             pid = running.get("pid")
