@@ -198,6 +198,8 @@ def _tools(value: Any) -> list[Mapping[str, Any]]:
 
 def _request(messages: list[Message], options: dict[str, Any], b: Mapping[str, Any], tools: Any = None) -> ChatRequest:
     opts = options["opts"]
+    fmt = _format(b.get("format"))
+    tools = _tools(tools)
     if not messages:  # load/unload: nothing is generated
         return ChatRequest((), model=options["asked"])
     try:
@@ -209,8 +211,8 @@ def _request(messages: list[Message], options: dict[str, Any], b: Mapping[str, A
             top_p=opts.top_p,
             stop=opts.stop,
             seed=opts.seed,
-            tools=_tools(tools),
-            response_format=_format(b.get("format")),
+            tools=tools,
+            response_format=fmt,
         )
     except ConfigurationError as exc:
         raise config_error(exc) from None
