@@ -5,6 +5,7 @@ settings the README gives (host=, OLLAMA_HOST, OLLAMA_API_KEY, --ollama-port).""
 from __future__ import annotations
 
 import json
+import re
 import socket
 import subprocess
 import sys
@@ -227,3 +228,28 @@ def test_ollama_port_serves_the_same_app(served: tuple[int, int], monkeypatch: p
     assert httpx.get(f"http://127.0.0.1:{port}/v1/models").json()["data"][0]["id"] == "gemma"
     metrics = httpx.get(f"http://127.0.0.1:{port}/metrics").text
     assert 'route="/api/chat"' in metrics  # one app: the Ollama port's request counted with the rest
+
+
+def test_requests_as_continue_and_open_webui_send_them(live_gateway: RunningGateway) -> None:
+    """Request shapes from Continue's Ollama provider (core/llm/llms/Ollama.ts) and Open WebUI's Ollama
+    router; the clients themselves are not run."""
+    url = live_gateway.url
+    # Continue: /api/show by "name", its parameters parsed line by line for num_ctx.
+    shown = httpx.post(f"{url}/api/show", json={"name": "local-model"}, headers=AUTH, timeout=30).json()
+    params = dict(re.match(r"^(\S+)\s+((?:\".*\")|\S+)$", line).groups() for line in shown["parameters"].split("\n"))  # type: ignore[union-attr]
+    assert int(params["num_ctx"]) > 0
+    # Continue's chat: keep_alive in seconds, num_ctx on every call, streamed NDJSON.
+    body = {
+        "model": "local-model",
+        "messages": [{"role": "user", "content": "hi"}],
+        "options": {"temperature": 0, "num_predict": 4, "num_ctx": 2048},
+        "keep_alive": 1800,
+    }
+    with httpx.stream("POST", f"{url}/api/chat", json=body, headers=AUTH, timeout=120) as r:
+        assert r.status_code == 200 and r.headers["content-type"].startswith("application/x-ndjson")
+        lines = [json.loads(line) for line in r.iter_lines() if line.strip()]
+    assert lines[-1]["done"] is True and all(not line["done"] for line in lines[:-1])
+    # Open WebUI: the version and the model list with its connection's key, then a streamed chat.
+    assert httpx.get(f"{url}/api/version", headers=AUTH).status_code == 200
+    models = httpx.get(f"{url}/api/tags", headers=AUTH).json()["models"]
+    assert all({"name", "model", "modified_at", "size", "digest", "details"} <= set(m) for m in models)
