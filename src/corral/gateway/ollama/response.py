@@ -26,10 +26,16 @@ def ndjson(obj: Mapping[str, Any]) -> bytes:
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
 
 
+_SECOND: list[Any] = [-1, ""]  # the last second formatted: strftime is most of the cost, once a second
+
+
 def created_at() -> str:
     """Now, as Ollama writes it: RFC 3339 in UTC with microseconds."""
     now = time.time()
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1e6):06d}Z"
+    second = int(now)
+    if second != _SECOND[0]:
+        _SECOND[:] = [second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))]
+    return f"{_SECOND[1]}.{int((now - second) * 1e6):06d}Z"
 
 
 def done_reason(finish: str) -> str:
