@@ -162,7 +162,8 @@ def test_keys_options_not_applied_and_probes(live_gateway: RunningGateway) -> No
     r = httpx.post(f"{url}/api/chat", json=body, headers=AUTH, timeout=120)
     assert r.status_code == 200 and r.headers["x-corral-not-applied"] == "options.num_ctx"  # top_k was applied
     # What tools probe before they have a key: the version, and Ollama's banner.
-    assert httpx.get(f"{url}/api/version").json()["version"]
+    version = httpx.get(f"{url}/api/version").json()["version"]
+    assert tuple(map(int, version.split("."))) >= (0, 13, 4)  # codex --oss refuses to start below
     assert httpx.get(f"{url}/").text == "Ollama is running"
 
 

@@ -35,9 +35,9 @@ __all__ = [
     "tag_entry",
 ]
 
-#: the Ollama API level corral speaks (think levels, tool_name, structured outputs): clients that
-#: gate features on the server's version see one that has them
-OLLAMA_API_VERSION = "0.11.0"
+#: the Ollama version corral answers /api/version with: clients gate features on it (think levels,
+#: tool_name, structured outputs), and ``codex --oss`` refuses to start below 0.13.4
+OLLAMA_API_VERSION = "0.13.4"
 #: how far ahead a model that is never unloaded "expires" (Ollama shows ~292 years: Go's max duration)
 FOREVER_S = 292 * 365.25 * 86400
 _CTX_FLAG = re.compile(r"^(?:-c|--ctx-size)(?:=(\d+))?$")
