@@ -44,6 +44,7 @@ def test_chat(client: ollama.Client) -> None:
         model="local-model",
         messages=[{"role": "user", "content": "Say hi."}],
         options={"num_predict": 8, "temperature": 0},
+        think=False,  # as Open WebUI sends it: llama.cpp's template flag, harmless on a model that does not reason
     )
     assert r.model == "local-model" and r.done and r.done_reason in ("stop", "length")
     assert r.message.role == "assistant" and r.message.content
