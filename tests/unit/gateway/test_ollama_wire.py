@@ -170,16 +170,6 @@ def test_options_reach_the_request_and_the_rest_is_named() -> None:
     }
     extra, skipped = provider_extras(opts, None, None, frozenset({"anthropic"}), managed=False)
     assert extra == {"top_k": 20}
-    extra, skipped = provider_extras(opts, True, "5m", frozenset({"ollama"}), managed=False)
-    assert (
-        extra
-        == {
-            "options": {"top_k": 20, "repeat_penalty": 1.1, "num_ctx": 8192, "num_keep": 4},
-            "think": True,
-            "keep_alive": "5m",
-        }
-        and skipped == []
-    )
     extra, skipped = provider_extras(opts, None, None, frozenset({"llamacpp", "openai"}), managed=False)
     assert extra == {} and "options.top_k" in skipped  # a mixed fallback chain gets what all take
 

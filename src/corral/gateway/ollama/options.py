@@ -41,7 +41,6 @@ _FLOATS = frozenset({"temperature", "top_p", "min_p", "typical_p", "tfs_z", "rep
                      "frequency_penalty", "mirostat_tau", "mirostat_eta"})  # fmt: skip
 _BOOLS = frozenset({"numa", "low_vram", "f16_kv", "logits_all", "vocab_only", "use_mmap", "use_mlock",
                     "embedding_only", "penalize_newline"})  # fmt: skip
-_NEUTRAL = frozenset({"num_predict", "temperature", "top_p", "seed", "stop"})
 _THINK_LEVELS = ("low", "medium", "high")
 # Anthropic's thinking budget for Ollama's think levels (its minimum is 1024 tokens).
 _ANTHROPIC_BUDGET = {"low": 1024, "medium": 4096, "high": 16384, True: 2048}
@@ -64,7 +63,6 @@ class OllamaOptions:
     seed: int | None = None
     stop: tuple[str, ...] = ()
     other: dict[str, Any] = field(default_factory=dict)  # every other option, by Ollama's name
-    given: dict[str, Any] = field(default_factory=dict)  # the whole object, for an Ollama upstream
 
 
 def _typed(key: str, value: Any) -> Any:
@@ -86,7 +84,7 @@ def parse_options(value: Any) -> OllamaOptions:
         return OllamaOptions()
     if not isinstance(value, Mapping):
         raise _bad("options must be an object of model options, e.g. {'temperature': 0.2}", "options")
-    out = OllamaOptions(given=dict(value))
+    out = OllamaOptions()
     for key, raw in value.items():
         if raw is None:
             continue
@@ -171,19 +169,10 @@ def provider_extras(
 
     A chain of one provider type gets each option in that type's words; a mixed chain (fallbacks of
     other types) gets only what every provider takes: the neutral fields. ``keep_alive`` is applied
-    by the model manager for a managed model, and sent on to an Ollama upstream."""
+    by the model manager for a managed model. (An Ollama upstream gets the request as it came.)"""
     kind = next(iter(types)) if len(types) == 1 else ""
     extra: dict[str, Any] = {}
     skipped: list[str] = []
-    if kind == "ollama":
-        extra["options"] = {k: v for k, v in opts.given.items() if k not in _NEUTRAL and v is not None}
-        if not extra["options"]:
-            del extra["options"]
-        if think is not None:
-            extra["think"] = think
-        if keep_alive is not None:
-            extra["keep_alive"] = keep_alive
-        return extra, skipped
     names = _BY_TYPE.get(kind, {})
     for key, value in opts.other.items():
         if key in names:
