@@ -188,17 +188,30 @@ def test_num_predict_minus_one_means_no_limit_and_json_mode() -> None:
 
 
 @pytest.mark.parametrize(
-    ("think", "kind", "expected"),
+    ("think", "fields"),
     [
-        (False, "llamacpp", {"chat_template_kwargs": {"enable_thinking": False}}),
-        ("high", "llamacpp", {"chat_template_kwargs": {"enable_thinking": True, "reasoning_effort": "high"}}),
-        ("low", "openai", {"reasoning_effort": "low"}),
-        (True, "anthropic", {"thinking": {"type": "enabled", "budget_tokens": 2048}}),
+        (None, (None, None)),
+        (False, (False, None)),
+        (True, (True, None)),
+        ("high", (True, "high")),
     ],
 )
-def test_think_in_each_providers_words(think: Any, kind: str, expected: dict[str, Any]) -> None:
-    extra, skipped = provider_extras(parse_options(None), think, None, frozenset({kind}), managed=False)
-    assert extra == expected and skipped == []
+def test_think_becomes_the_requests_thinking_fields(think: Any, fields: tuple[Any, Any]) -> None:
+    body = {"model": "m", "messages": [{"role": "user", "content": "x"}], "think": think}
+    req = chat_call(body, b"").req
+    assert (req.thinking, req.reasoning_effort) == fields  # each provider says them its own way
+
+
+def test_logprobs_are_asked_for_and_the_text_is_relayed_as_written() -> None:
+    body = {
+        "model": "m",
+        "messages": [{"role": "user", "content": "x"}],
+        "logprobs": True,
+        "top_logprobs": 3,
+        "format": "json",
+    }
+    req = chat_call(body, b"").req
+    assert req.logprobs and req.top_logprobs == 3 and req.parse_output is False
 
 
 def test_think_a_provider_cannot_take_is_named_and_keep_alive_too() -> None:
@@ -239,7 +252,8 @@ def test_keep_alive_takes_seconds_and_go_durations(given: Any, seconds: float | 
         ({"model": "m", "think": "max"}, "think"),
         ({"model": "m", "keep_alive": "soon"}, "keep_alive"),
         ({"model": "m", "format": "yaml"}, "format"),
-        ({"model": "m", "logprobs": True}, "logprobs"),
+        ({"model": "m", "logprobs": "yes"}, "logprobs"),
+        ({"model": "m", "top_logprobs": 50}, "top_logprobs"),
         ({"model": "m", "stream": "yes"}, "stream"),
         ({"model": "m", "messages": [{"role": "user", "content": "x", "images": ["%%%"]}]}, "messages[0].images[0]"),
         (
@@ -437,3 +451,12 @@ def test_a_managed_models_context_and_capabilities_come_from_its_args_and_gguf()
         "thinking",
     ]
     assert managed_capabilities(info, []) == ["completion", "insert", "thinking"]  # no --jinja: no tools
+
+
+def test_logprobs_reach_the_client_whole_and_streamed() -> None:
+    item = {"token": "Hi", "logprob": -0.1, "bytes": [72, 105], "top_logprobs": [{"token": "Hi", "logprob": -0.1}]}
+    whole = ChatResponse("Hi", "stop", Usage(1, 1), logprobs=(item,))
+    out = _client_answer(ollama_chat(whole, _options(), "m"))
+    assert out.logprobs and out.logprobs[0].token == "Hi" and out.logprobs[0].top_logprobs[0].logprob == -0.1
+    parts = list(_client_answer(_stream("chat", [ContentDelta("Hi", (item,)), Done(whole)]), stream=True))
+    assert [lp.token for p in parts for lp in p.logprobs or ()] == ["Hi"]

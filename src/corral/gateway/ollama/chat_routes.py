@@ -94,6 +94,13 @@ class _OllamaWire(ChatWire):
             call.headers[NOT_APPLIED_HEADER] = ", ".join(skipped)
         return target
 
+    def limit_output(self, call: ChatCall, n: int) -> None:
+        """The gateway's output clamp: Ollama's limit is ``options.num_predict``."""
+        call.req = replace(call.req, max_tokens=n)
+        body = dict(call.changed if call.changed is not None else call.body)
+        body["options"] = {**(body.get("options") or {}), "num_predict": n}
+        call.changed = body
+
     def response(self, resp: ChatResponse, call: ChatCall, model: str) -> dict[str, Any]:
         if call.options["kind"] == "chat":
             return ollama_chat(resp, call.options, call.options["asked"])
@@ -128,17 +135,21 @@ async def _complete(
 ) -> Response:
     """/api/generate with ``raw`` (llama.cpp's /completion, /v1/completions elsewhere) or ``suffix``
     (llama.cpp's /infill). Neither streams in corral: a streamed request gets the whole text as one
-    line, then the final line."""
+    line, then the final line. The gateway's output limits apply as to chats."""
+    gw: Gateway = request.app.state.gateway
     o = call.options
     opts = o["opts"]
-    if extra.pop("chat_template_kwargs", None) is not None or "reasoning_effort" in extra or "thinking" in extra:
-        extra.pop("reasoning_effort", None)
-        extra.pop("thinking", None)
+    if o["think"] is not None:
         skipped.append("think")  # a raw prompt has no chat template to switch thinking on or off
     if opts.top_p is not None:
         extra["top_p"] = opts.top_p
-    sampling: dict[str, Any] = {"max_tokens": opts.max_tokens, "temperature": opts.temperature,
-                                "stop": list(opts.stop) or None, "seed": opts.seed, "extra_body": extra}  # fmt: skip
+    text = o["prompt"] + (o["suffix"] or "")
+    clamp = await gw.limits.clamp(target, opts.max_tokens, len(text.encode()), partial(_tokens, target, text),
+                                  llamacpp=target.types <= LLAMACPP_TYPES)  # fmt: skip
+    headers = clamp.header() if clamp is not None else {}
+    sampling: dict[str, Any] = {"max_tokens": clamp.applied if clamp is not None else opts.max_tokens,
+                                "temperature": opts.temperature, "stop": list(opts.stop) or None, "seed": opts.seed,
+                                "extra_body": extra}  # fmt: skip
     if o["suffix"]:
         work = target.client.infill(o["prompt"], o["suffix"], **sampling)
     else:
@@ -147,7 +158,8 @@ async def _complete(
             extra["model"] = upstream
         work = target.client.complete(o["prompt"], **sampling)
     result: Completion | None = await until_disconnect(request, work)
-    headers = {NOT_APPLIED_HEADER: ", ".join(skipped)} if skipped else None
+    if skipped:
+        headers[NOT_APPLIED_HEADER] = ", ".join(skipped)
     if result is None:
         rec.status = 499
         return Response(status_code=499)
@@ -159,3 +171,7 @@ async def _complete(
     first = {"model": whole["model"], "created_at": whole["created_at"], "response": whole["response"], "done": False}
     last = whole | {"response": ""}
     return Response(ndjson(first) + ndjson(last), media_type="application/x-ndjson", headers=headers)
+
+
+async def _tokens(target: Resolved, text: str) -> int:
+    return len(await target.client.tokenize(text, add_special=True))

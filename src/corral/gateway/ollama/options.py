@@ -17,7 +17,15 @@ from typing import Any
 
 from ..wire_errors import WireError
 
-__all__ = ["NOT_APPLIED_HEADER", "OllamaOptions", "parse_keep_alive", "parse_options", "parse_think", "provider_extras"]
+__all__ = [
+    "NOT_APPLIED_HEADER",
+    "OllamaOptions",
+    "parse_keep_alive",
+    "parse_options",
+    "parse_think",
+    "provider_extras",
+    "thinking_fields",
+]
 
 NOT_APPLIED_HEADER = "x-corral-not-applied"
 
@@ -42,8 +50,6 @@ _FLOATS = frozenset({"temperature", "top_p", "min_p", "typical_p", "tfs_z", "rep
 _BOOLS = frozenset({"numa", "low_vram", "f16_kv", "logits_all", "vocab_only", "use_mmap", "use_mlock",
                     "embedding_only", "penalize_newline"})  # fmt: skip
 _THINK_LEVELS = ("low", "medium", "high")
-# Anthropic's thinking budget for Ollama's think levels (its minimum is 1024 tokens).
-_ANTHROPIC_BUDGET = {"low": 1024, "medium": 4096, "high": 16384, True: 2048}
 # A Go duration: "1h30m", "-1s", "300ms", "1.5h".
 _GO_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
 _GO_UNIT = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
@@ -142,34 +148,16 @@ def parse_keep_alive(value: Any) -> float | None:
     raise _bad(f"keep_alive must be seconds or a duration like '5m', '1h' or '-1', got {value!r}", "keep_alive")
 
 
-def _think_extras(kind: str, think: bool | str, max_tokens: int | None) -> dict[str, Any] | None:
-    """``think`` in the provider's words, or None if it has none for this value."""
-    if kind in _LLAMACPP_TYPES:
-        # The chat template reads these (Qwen3 and others: enable_thinking; gpt-oss: reasoning_effort).
-        kwargs: dict[str, Any] = {"enable_thinking": bool(think)}
-        if isinstance(think, str):
-            kwargs["reasoning_effort"] = think
-        return {"chat_template_kwargs": kwargs}
-    if kind == "openai":
-        return {"reasoning_effort": think} if isinstance(think, str) else None
-    if kind == "anthropic":
-        if think is False:
-            return {}
-        budget = _ANTHROPIC_BUDGET[think]
-        if max_tokens is not None and max_tokens <= budget:
-            budget = max_tokens - 1  # the API wants max_tokens above the budget
-        return {"thinking": {"type": "enabled", "budget_tokens": budget}} if budget >= 1024 else None
-    return None
-
-
 def provider_extras(
     opts: OllamaOptions, think: bool | str | None, keep_alive: Any, types: frozenset[str], *, managed: bool
 ) -> tuple[dict[str, Any], list[str]]:
     """(extra_body for the provider, what it cannot apply) for a provider chain of ``types``.
 
     A chain of one provider type gets each option in that type's words; a mixed chain (fallbacks of
-    other types) gets only what every provider takes: the neutral fields. ``keep_alive`` is applied
-    by the model manager for a managed model. (An Ollama upstream gets the request as it came.)"""
+    other types) gets only what every provider takes: the neutral fields. ``think`` travels in the
+    request's thinking fields (see :func:`thinking_fields`); OpenAI's wire has no on/off switch, only
+    levels. ``keep_alive`` is applied by the model manager for a managed model. (An Ollama upstream
+    gets the request as it came.)"""
     kind = next(iter(types)) if len(types) == 1 else ""
     extra: dict[str, Any] = {}
     skipped: list[str] = []
@@ -179,12 +167,18 @@ def provider_extras(
             extra[names[key]] = value
         else:
             skipped.append(f"options.{key}")
-    if think is not None:
-        words = _think_extras(kind, think, opts.max_tokens)
-        if words is None:
-            skipped.append("think")
-        else:
-            extra.update(words)
+    if isinstance(think, bool) and kind == "openai":
+        skipped.append("think")
     if keep_alive is not None and not managed:
         skipped.append("keep_alive")
     return extra, skipped
+
+
+def thinking_fields(think: bool | str | None) -> dict[str, Any]:
+    """Ollama's ``think`` as corral's thinking fields (each provider says them its own way: llama.cpp's
+    ``enable_thinking`` template flag, OpenAI's ``reasoning_effort``, Anthropic's budget)."""
+    if think is None:
+        return {}
+    if isinstance(think, str):
+        return {"thinking": True, "reasoning_effort": think}
+    return {"thinking": think}

@@ -4,7 +4,8 @@
   assistant's ``thinking`` is its reasoning; tool-call ``arguments`` are objects (JSON text is taken
   too); a ``tool`` message answers the call it names by ``tool_call_id``, else the last unanswered
   call of its ``tool_name``, else the oldest unanswered one (OpenAI-shaped backends need the id).
-* ``format``: "json" or a JSON schema -> corral's structured output.
+* ``format``: "json" or a JSON schema -> corral's structured output, the text relayed as written;
+  ``think`` -> the request's thinking fields; ``logprobs``/``top_logprobs`` asked for as given.
 * No messages (chat) or no prompt (generate) is Ollama's "load the model" request, with
   ``keep_alive: 0`` its "unload" request: the route answers those itself.
 * Generate: ``system`` and ``prompt`` (with ``images``) become a two-message chat; ``raw`` is a raw
@@ -26,7 +27,7 @@ from ...providers.base import ChatRequest, build_chat_request
 from ...types import ContentPart, ImagePart, Message, TextPart, ToolCall
 from ..chat import ChatCall
 from ..wire_errors import WireError, config_error
-from .options import parse_keep_alive, parse_options, parse_think
+from .options import parse_keep_alive, parse_options, parse_think, thinking_fields
 
 __all__ = ["chat_call", "generate_call", "image_url"]
 
@@ -63,7 +64,11 @@ def _common(b: Mapping[str, Any]) -> dict[str, Any]:
     _need(isinstance(model, str) and bool(model.strip()), "model is required", "model")
     stream = b.get("stream", True)  # Ollama streams unless told not to
     _need(stream is None or isinstance(stream, bool), "stream must be a boolean", "stream")
-    _need(b.get("logprobs") in (None, False), "logprobs is not supported by this gateway", "logprobs")
+    logprobs = b.get("logprobs")
+    _need(logprobs is None or isinstance(logprobs, bool), "logprobs must be a boolean", "logprobs")
+    top = b.get("top_logprobs")
+    ok = top is None or (isinstance(top, int) and not isinstance(top, bool) and 0 <= top <= 20)
+    _need(ok, f"top_logprobs must be an integer from 0 to 20, got {top!r}", "top_logprobs")
     return {
         "asked": model,
         "stream": stream is not False,
@@ -71,6 +76,8 @@ def _common(b: Mapping[str, Any]) -> dict[str, Any]:
         "think": parse_think(b.get("think")),
         "keep_alive": parse_keep_alive(b.get("keep_alive")),
         "keep_alive_given": b.get("keep_alive"),
+        "logprobs": bool(logprobs) or bool(top),
+        "top_logprobs": top or None,
         "started": time.perf_counter_ns(),
     }
 
@@ -213,6 +220,10 @@ def _request(messages: list[Message], options: dict[str, Any], b: Mapping[str, A
             seed=opts.seed,
             tools=tools,
             response_format=fmt,
+            logprobs=options["logprobs"],
+            top_logprobs=options["top_logprobs"],
+            parse_output=False,  # the model's text is relayed as written, with its true done_reason
+            **thinking_fields(options["think"]),
         )
     except ConfigurationError as exc:
         raise config_error(exc) from None

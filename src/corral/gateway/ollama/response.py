@@ -80,9 +80,11 @@ def ollama_chat(resp: ChatResponse, options: Mapping[str, Any], model: str) -> d
         message["thinking"] = resp.reasoning
     if resp.tool_calls:
         message["tool_calls"] = [_call(c, i) for i, c in enumerate(resp.tool_calls)]
-    stats = statistics(options, resp.usage, resp.timings)
-    return {"model": model, "created_at": created_at(), "message": message, "done": True,
-            "done_reason": done_reason(resp.finish_reason), **stats}  # fmt: skip
+    out = {"model": model, "created_at": created_at(), "message": message, "done": True,
+           "done_reason": done_reason(resp.finish_reason), **statistics(options, resp.usage, resp.timings)}  # fmt: skip
+    if resp.logprobs:
+        out["logprobs"] = list(resp.logprobs)  # OpenAI's items are Ollama's: token, logprob, bytes, top_logprobs
+    return out
 
 
 def ollama_generate(resp: ChatResponse | Completion, options: Mapping[str, Any], model: str) -> dict[str, Any]:
@@ -94,6 +96,8 @@ def ollama_generate(resp: ChatResponse | Completion, options: Mapping[str, Any],
         out["response"] = resp.content
         if resp.reasoning:
             out["thinking"] = resp.reasoning
+        if resp.logprobs:
+            out["logprobs"] = list(resp.logprobs)
     return out | {"done": True, "done_reason": done_reason(resp.finish_reason),
                   **statistics(options, resp.usage, resp.timings)}  # fmt: skip
 
@@ -116,7 +120,7 @@ class OllamaLineWriter:
         self._finished = False
 
     def _line(self, content: str = "", thinking: str | None = None, calls: list[dict[str, Any]] | None = None,
-              last: Mapping[str, Any] | None = None) -> bytes:  # fmt: skip
+              last: Mapping[str, Any] | None = None, logprobs: Any = None) -> bytes:  # fmt: skip
         out: dict[str, Any] = {"model": self.model, "created_at": created_at()}
         if self.chat:
             message: dict[str, Any] = {"role": "assistant", "content": content}
@@ -129,6 +133,8 @@ class OllamaLineWriter:
             out["response"] = content
             if thinking is not None:
                 out["thinking"] = thinking
+        if logprobs:
+            out["logprobs"] = list(logprobs)
         if last is None:
             out["done"] = False
             return ndjson(out)
@@ -153,7 +159,7 @@ class OllamaLineWriter:
         if isinstance(e, ContentDelta) and e.text:
             self._mark()
             self._seen.add("content")
-            return self._line(e.text)
+            return self._line(e.text, logprobs=e.logprobs)
         if isinstance(e, ReasoningDelta) and e.text:
             self._mark()
             self._seen.add("thinking")
