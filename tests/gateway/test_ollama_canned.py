@@ -173,7 +173,7 @@ def test_a_streamed_ollama_answer_is_relayed(routed_ollama: RunningGateway, olla
     assert ollama_up.last("/api/chat")["model"] == "llama3.2"  # the configured name upstream
     metrics = httpx.get(f"{routed_ollama.url}/metrics").text
     assert any(
-        ln.startswith("corral_tokens_total{") and 'model="llama3.2:latest"' in ln and 'kind="prompt"' in ln
+        ln.startswith("corral_tokens_total{") and 'model="llama3.2"' in ln and 'kind="prompt"' in ln
         for ln in metrics.splitlines()
     )
 
