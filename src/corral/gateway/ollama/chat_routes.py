@@ -84,7 +84,7 @@ class _OllamaWire(ChatWire):
         if target.types <= OLLAMA_NATIVE:
             return target  # Ollama itself: everything passes through, load and unload included
         if o["load_only"]:  # nothing to load on a remote provider
-            return _loaded(call, "unload" if keep_alive == 0 and not managed else "load")
+            return _loaded(call, "unload" if keep_alive == 0 else "load")
         extra, skipped = provider_extras(o["opts"], o["think"], o["keep_alive_given"], target.types, managed=managed)
         if o.get("completion"):
             return await _complete(request, call, target, rec, extra, skipped)
