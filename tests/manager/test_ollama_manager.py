@@ -57,7 +57,7 @@ def test_ps_shows_a_loaded_model_with_its_expiry_and_size(managed: RunningGatewa
     left = (entry.expires_at - datetime.now(UTC)).total_seconds()
     assert 590 < left <= 600
     raw = httpx.get(f"{managed.url}/api/ps").json()["models"][0]
-    assert raw["state"] == "ready" and raw["aliases"] == ["small:latest"]
+    assert raw["state"] == "loaded" and raw["aliases"] == ["small:latest"]
 
 
 def test_keep_alive_zero_unloads_after_the_request(managed: RunningGateway) -> None:

@@ -15,7 +15,7 @@ import ollama
 import pytest
 
 from corral.events import ContentDelta, Done, ReasoningDelta, StreamEvent, ToolCallDelta, ToolCallEnd
-from corral.gateway.ollama.models import context_length, display_name, managed_capabilities
+from corral.gateway.ollama.models import display_name, managed_capabilities
 from corral.gateway.ollama.options import parse_keep_alive, parse_options, provider_extras
 from corral.gateway.ollama.request import chat_call, generate_call
 from corral.gateway.ollama.response import OllamaLineWriter, ollama_chat, ollama_generate
@@ -433,9 +433,7 @@ def test_names_are_listed_with_a_tag() -> None:
     ]
 
 
-def test_a_managed_models_context_and_capabilities_come_from_its_args_and_gguf() -> None:
-    assert context_length(["--jinja", "-c", "8192"]) == 8192 and context_length(["--ctx-size=4096"]) == 4096
-    assert context_length(["-ngl", "99"]) is None
+def test_a_managed_models_capabilities_come_from_its_args_and_gguf() -> None:
     info = GGUFInfo(
         "m",
         Path("m.gguf"),

@@ -22,7 +22,7 @@ from ...providers.base import HTTPRequest, Provider
 from ...types import ChatResponse, Completion
 from ..chat import ChatCall, ChatWire
 from ..observe import RequestRecord
-from ..relay import EventWriter, until_disconnect
+from ..relay import NDJSON_MALFORMED, EventWriter, until_disconnect
 from ..routing import LLAMACPP_TYPES, Resolved
 from ..state import Gateway
 from .names import canonical_name, is_managed, resolve
@@ -41,6 +41,7 @@ class _Relay:
 
     media_type = "application/x-ndjson"
     separator = b"\n"
+    malformed = NDJSON_MALFORMED
     end = re.compile(rb'"done"\s*:\s*true')
     failure = re.compile(rb'(?m)^\{\s*"error"')
 

@@ -10,21 +10,20 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ...manager.process import ManagedProcess
+    from ...manager.lifecycle import ModelStatus
     from ...manager.scan import GGUFInfo
+    from ...manager.spec import ModelSpec
 
 __all__ = [
     "FOREVER_S",
     "OLLAMA_API_VERSION",
-    "context_length",
     "display_name",
     "gguf_info",
     "iso_time",
@@ -40,7 +39,6 @@ __all__ = [
 OLLAMA_API_VERSION = "0.13.4"
 #: how far ahead a model that is never unloaded "expires" (Ollama shows ~292 years: Go's max duration)
 FOREVER_S = 292 * 365.25 * 86400
-_CTX_FLAG = re.compile(r"^(?:-c|--ctx-size)(?:=(\d+))?$")
 
 
 def display_name(name: str) -> str:
@@ -115,49 +113,16 @@ def tag_entry(name: str, *, path: Path | None = None, details: Mapping[str, Any]
             "details": details}  # fmt: skip
 
 
-def context_length(args: Sequence[str]) -> int | None:
-    """The ``-c``/``--ctx-size`` a managed model's llama-server gets, if its args set one."""
-    for i, arg in enumerate(args):
-        m = _CTX_FLAG.match(arg)
-        if m is None:
-            continue
-        value = m.group(1) or (args[i + 1] if i + 1 < len(args) else "")
-        if value.isdigit():
-            return int(value)
-    return None
-
-
-def _rss_bytes(pid: int | None) -> int | None:
-    if pid is None:
-        return None
-    try:
-        with open(f"/proc/{pid}/status") as fh:
-            for line in fh:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        return None
-    return None
-
-
-def ps_entry(proc: ManagedProcess, names: Iterable[str]) -> dict[str, Any]:
-    """One /api/ps entry for a managed child: memory (its resident size, else the file's), when it
-    will be unloaded if left idle, and corral's state of it (starting, ready, stopping)."""
-    spec = proc.spec
+def ps_entry(status: ModelStatus, spec: ModelSpec) -> dict[str, Any]:
+    """One /api/ps entry from a managed model's lifecycle record: memory (its process's resident size,
+    else the file's), when it will be unloaded if left idle, and its state (loaded or loading)."""
     entry = tag_entry(spec.name, path=spec.gguf)
-    ttl = proc.idle_ttl()
-    if ttl is None:
-        expires = time.time() + FOREVER_S
-    else:
-        idle_since = time.monotonic() if proc.inflight > 0 else proc.last_used
-        expires = time.time() + (idle_since + ttl - time.monotonic())
-    rss = _rss_bytes(proc.pid)
     entry.pop("modified_at")
-    entry |= {"size": rss if rss is not None else entry["size"], "size_vram": 0, "expires_at": iso_time(expires),
-              "state": proc.state.value, "aliases": [display_name(n) for n in names if n != spec.name]}  # fmt: skip
-    ctx = context_length(spec.args)
-    if ctx is not None:
-        entry["context_length"] = ctx
+    left = status.ttl_remaining if status.ttl_remaining is not None else FOREVER_S
+    entry |= {"size": status.memory or entry["size"], "size_vram": 0, "expires_at": iso_time(time.time() + left),
+              "state": status.status, "aliases": [display_name(a) for a in status.aliases]}  # fmt: skip
+    if status.ctx is not None:
+        entry["context_length"] = status.ctx
     return entry
 
 
@@ -183,14 +148,15 @@ def _shown_value(value: Any) -> Any:
     return [] if isinstance(value, list) and len(value) > 5 else value  # as Ollama does unless verbose
 
 
-def show_managed(info: GGUFInfo | None, args: Sequence[str], path: Path, *, verbose: bool) -> dict[str, Any]:
+def show_managed(
+    info: GGUFInfo | None, args: Sequence[str], path: Path, ctx: int | None, *, verbose: bool
+) -> dict[str, Any]:
     """/api/show for a managed model: the GGUF header's metadata as ``model_info``, its chat
     template (Jinja, not Ollama's Go templates), and the parameters corral starts it with."""
     meta = dict(info.metadata) if info is not None else {}
     meta.pop("general.name", None)
     model_info = meta if verbose else {k: _shown_value(v) for k, v in meta.items()}
     params = []
-    ctx = context_length(args)
     if ctx is not None:
         params.append(f"{'num_ctx':<30} {ctx}")
     mtime, _ = _file_stamp(path)

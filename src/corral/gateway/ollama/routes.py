@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from ...capabilities import Capability
-from ...manager.process import State
+from ...manager.lifecycle import from_scheduler
 from ...probe.capabilities import advertised
 from ...providers.base import HTTPRequest
 from ..chat import serve_chat
@@ -172,13 +172,13 @@ async def tags(request: Request) -> Response:
 
 
 def running_models(gw: Gateway) -> list[dict[str, Any]]:
-    """/api/ps's managed part: the scheduler's live children, longest time left first.
-    (Kept to this one function so that the manager's lifecycle records can replace it.)"""
+    """/api/ps's managed part: the manager's lifecycle records of the models loaded or loading,
+    longest time left first."""
     if gw.manager is None:
         return []
-    live = (State.STARTING, State.READY, State.STOPPING)
-    entries = [ps_entry(p, p.spec.aliases) for p in gw.manager.processes() if p.state in live]
-    return sorted(entries, key=lambda e: e["expires_at"], reverse=True)
+    specs = gw.manager.settings.models
+    live = [s for s in from_scheduler(gw.manager) if s.status != "unloaded"]
+    return sorted((ps_entry(s, specs[s.id]) for s in live), key=lambda e: e["expires_at"], reverse=True)
 
 
 def _always_loaded(gw: Gateway) -> list[dict[str, Any]]:
@@ -253,7 +253,8 @@ async def show(request: Request) -> Response:
             return await _show_other(gw, asked, name, verbose)
         spec = gw.manager.settings.models[model]
         info = await asyncio.to_thread(gguf_info, spec.gguf)
-        return JSONResponse(show_managed(info, spec.args, spec.gguf, verbose=verbose))
+        ctx = next((s.ctx for s in from_scheduler(gw.manager) if s.id == model), None)
+        return JSONResponse(show_managed(info, spec.args, spec.gguf, ctx, verbose=verbose))
     except Exception as exc:
         return gw.failure("ollama", exc, rec)
     finally:
