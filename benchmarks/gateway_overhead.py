@@ -536,7 +536,7 @@ def scenarios(args: argparse.Namespace) -> list[Scenario]:
                      variants={"responses": ("corral", "/v1/responses", {**responses, "stream": True},
                                               check_response_stream)}),
         ]  # fmt: skip
-        out.append(ollama_scenario(chat, q))
+        out += ollama_scenarios(chat, q)
     if "llama" in args.backends:
         llama = {
             "messages": [{"role": "user", "content": "Say hi."}],
@@ -560,12 +560,25 @@ def check_ollama_chat(r: Reply) -> str | None:
     return None
 
 
-def ollama_scenario(chat: dict[str, Any], quick: bool) -> Scenario:
+def check_ollama_stream(r: Reply) -> str | None:
+    lines = r.body.count(b'"done":false')
+    if r.status != 200 or lines < STREAM_CHUNKS or b'"done":true' not in r.body:
+        return f"status {r.status}, {lines} content lines: {r.body[-300:]!r}"
+    return None
+
+
+def ollama_scenarios(chat: dict[str, Any], quick: bool) -> list[Scenario]:
     body = {"messages": chat["messages"], "stream": False, "options": {"num_predict": chat["max_tokens"]}}
-    return Scenario("ollama", "canned backend, Ollama /api/chat vs chat completions, non-streamed, c=1", "canned",
-                    chat, check_completion, 1, rounds=4 if quick else 20, per_round=50 if quick else 100,
-                    warmup=30 if quick else 100, only=("direct", "corral"),
-                    variants={"ollama": ("corral", "/api/chat", body, check_ollama_chat)})  # fmt: skip
+    return [
+        Scenario("ollama", "canned backend, Ollama /api/chat vs chat completions, non-streamed, c=1", "canned",
+                 chat, check_completion, 1, rounds=4 if quick else 20, per_round=50 if quick else 100,
+                 warmup=30 if quick else 100, only=("direct", "corral"),
+                 variants={"ollama": ("corral", "/api/chat", body, check_ollama_chat)}),
+        Scenario("ollama-stream", f"canned backend, Ollama /api/chat vs chat completions, {STREAM_CHUNKS}-chunk "
+                 "stream, c=1", "canned", {**chat, "stream": True}, check_stream, 1, rounds=3 if quick else 12,
+                 per_round=20 if quick else 50, warmup=10 if quick else 30, stream=True, only=("direct", "corral"),
+                 variants={"ollama": ("corral", "/api/chat", {**body, "stream": True}, check_ollama_stream)}),
+    ]  # fmt: skip
 
 
 async def run_scenarios(
@@ -908,6 +921,8 @@ def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
          TARGET_RESPONSES_OVER_CHAT_MS, "ms"),
         ("Ollama /api/chat over chat completions, c=1", over_chat("ollama", "ollama"), TARGET_OLLAMA_OVER_CHAT_MS,
          "ms"),
+        (f"Ollama /api/chat over chat, {STREAM_CHUNKS}-chunk stream", over_chat("ollama-stream", "ollama"),
+         TARGET_OLLAMA_OVER_CHAT_MS, "ms"),
         ("RSS idle (max of start, after load)", max(rss) if rss else None, TARGET_RSS_MB, "MB"),
         ("ready (spawn to /health, median)", proc.get("ready_s"), TARGET_READY_S, "s"),
     ]  # fmt: skip

@@ -458,3 +458,11 @@ def test_logprobs_reach_the_client_whole_and_streamed() -> None:
     assert out.logprobs and out.logprobs[0].token == "Hi" and out.logprobs[0].top_logprobs[0].logprob == -0.1
     parts = list(_client_answer(_stream("chat", [ContentDelta("Hi", (item,)), Done(whole)]), stream=True))
     assert [lp.token for p in parts for lp in p.logprobs or ()] == ["Hi"]
+
+
+def test_a_lone_surrogate_from_the_upstream_goes_out_as_its_escape() -> None:
+    w = OllamaLineWriter("m", _options())
+    line = w.event(ContentDelta("a\ud800b"))  # what json.loads makes of an upstream's "a\ud800b"
+    assert json.loads(line)["message"]["content"] == "a\ud800b"
+    assert json.loads(ollama_chat_line := w.error(502, "api_error", "bad \udfff"))["error"] == "bad \udfff"
+    assert ollama_chat_line.endswith(b"\n")

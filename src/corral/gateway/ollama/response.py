@@ -23,7 +23,8 @@ __all__ = ["OllamaLineWriter", "created_at", "done_reason", "ndjson", "ollama_ch
 
 
 def ndjson(obj: Mapping[str, Any]) -> bytes:
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
+    # backslashreplace: a lone surrogate an upstream decoded from "\ud800" goes back out as that escape
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode("utf-8", "backslashreplace") + b"\n"
 
 
 _SECOND: list[Any] = [-1, ""]  # the last second formatted: strftime is most of the cost, once a second
@@ -118,6 +119,11 @@ class OllamaLineWriter:
         self._sent: Counter[ToolCall] = Counter()
         self._calls = 0
         self._finished = False
+        # A text line is the hot path (one per token): its fixed parts are encoded once.
+        head = '{"model":' + json.dumps(model, ensure_ascii=False) + ',"created_at":"'
+        into = '","message":{"role":"assistant","content":' if self.chat else '","response":'
+        self._text_head, self._text_into = head, into
+        self._text_tail = '},"done":false}\n' if self.chat else ',"done":false}\n'
 
     def _line(self, content: str = "", thinking: str | None = None, calls: list[dict[str, Any]] | None = None,
               last: Mapping[str, Any] | None = None, logprobs: Any = None) -> bytes:  # fmt: skip
@@ -159,7 +165,11 @@ class OllamaLineWriter:
         if isinstance(e, ContentDelta) and e.text:
             self._mark()
             self._seen.add("content")
-            return self._line(e.text, logprobs=e.logprobs)
+            if e.logprobs:
+                return self._line(e.text, logprobs=e.logprobs)
+            text = json.dumps(e.text, ensure_ascii=False)
+            line = f"{self._text_head}{created_at()}{self._text_into}{text}{self._text_tail}"
+            return line.encode("utf-8", "backslashreplace")
         if isinstance(e, ReasoningDelta) and e.text:
             self._mark()
             self._seen.add("thinking")
