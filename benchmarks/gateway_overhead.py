@@ -536,6 +536,7 @@ def scenarios(args: argparse.Namespace) -> list[Scenario]:
                      variants={"responses": ("corral", "/v1/responses", {**responses, "stream": True},
                                               check_response_stream)}),
         ]  # fmt: skip
+        out += ollama_scenarios(chat, q)
     if "llama" in args.backends:
         llama = {
             "messages": [{"role": "user", "content": "Say hi."}],
@@ -546,6 +547,38 @@ def scenarios(args: argparse.Namespace) -> list[Scenario]:
         rounds = 2 if q else args.llama_rounds
         out.append(Scenario("llama", title, "llama", llama, check_completion, 1, rounds, 2, 1 if q else 2))
     return out
+
+
+# Ollama's /api/chat through corral (translated onto the backend's chat completions), next to chat
+# completions through the same corral in the same rounds: what speaking Ollama's API adds.
+TARGET_OLLAMA_OVER_CHAT_MS = 0.2
+
+
+def check_ollama_chat(r: Reply) -> str | None:
+    if r.status != 200 or b'"done":true' not in r.body or b'"message"' not in r.body:
+        return f"status {r.status}: {r.body[:300]!r}"
+    return None
+
+
+def check_ollama_stream(r: Reply) -> str | None:
+    lines = r.body.count(b'"done":false')
+    if r.status != 200 or lines < STREAM_CHUNKS or b'"done":true' not in r.body:
+        return f"status {r.status}, {lines} content lines: {r.body[-300:]!r}"
+    return None
+
+
+def ollama_scenarios(chat: dict[str, Any], quick: bool) -> list[Scenario]:
+    body = {"messages": chat["messages"], "stream": False, "options": {"num_predict": chat["max_tokens"]}}
+    return [
+        Scenario("ollama", "canned backend, Ollama /api/chat vs chat completions, non-streamed, c=1", "canned",
+                 chat, check_completion, 1, rounds=4 if quick else 20, per_round=50 if quick else 100,
+                 warmup=30 if quick else 100, only=("direct", "corral"),
+                 variants={"ollama": ("corral", "/api/chat", body, check_ollama_chat)}),
+        Scenario("ollama-stream", f"canned backend, Ollama /api/chat vs chat completions, {STREAM_CHUNKS}-chunk "
+                 "stream, c=1", "canned", {**chat, "stream": True}, check_stream, 1, rounds=3 if quick else 12,
+                 per_round=20 if quick else 50, warmup=10 if quick else 30, stream=True, only=("direct", "corral"),
+                 variants={"ollama": ("corral", "/api/chat", {**body, "stream": True}, check_ollama_stream)}),
+    ]  # fmt: skip
 
 
 async def run_scenarios(
@@ -870,9 +903,10 @@ def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
         row = sc.get(key, {}).get("targets", {}).get(target)
         return None if row is None else float(row[field_])
 
-    def over_chat(key: str) -> float | None:
-        """What /v1/responses adds over chat completions through the same corral, same rounds."""
-        rsp, chat = corral(key, "median_ms", "responses"), corral(key, "median_ms")
+    def over_chat(key: str, variant: str = "responses") -> float | None:
+        """What /v1/responses (or another variant) adds over chat completions through the same corral,
+        same rounds."""
+        rsp, chat = corral(key, "median_ms", variant), corral(key, "median_ms")
         return None if rsp is None or chat is None else rsp - chat
 
     rss = [x for x in (proc.get("rss_idle_start_mb"), proc.get("rss_idle_after_load_mb")) if x is not None]
@@ -885,6 +919,10 @@ def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
         ("/v1/responses over chat completions, c=1", over_chat("resp"), TARGET_RESPONSES_OVER_CHAT_MS, "ms"),
         (f"/v1/responses over chat, {STREAM_CHUNKS}-chunk stream", over_chat("resp-stream"),
          TARGET_RESPONSES_OVER_CHAT_MS, "ms"),
+        ("Ollama /api/chat over chat completions, c=1", over_chat("ollama", "ollama"), TARGET_OLLAMA_OVER_CHAT_MS,
+         "ms"),
+        (f"Ollama /api/chat over chat, {STREAM_CHUNKS}-chunk stream", over_chat("ollama-stream", "ollama"),
+         TARGET_OLLAMA_OVER_CHAT_MS, "ms"),
         ("RSS idle (max of start, after load)", max(rss) if rss else None, TARGET_RSS_MB, "MB"),
         ("ready (spawn to /health, median)", proc.get("ready_s"), TARGET_READY_S, "s"),
     ]  # fmt: skip

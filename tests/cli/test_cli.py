@@ -110,3 +110,12 @@ def test_models_and_health_json(llama_url: str, gguf_path: Path) -> None:
     assert models[0]["id"].endswith(gguf_path.name) and models[0]["context_length"] == 1024
     health = corral("health", "--dsn", dsn, "--json")
     assert health.returncode == 0 and json.loads(health.stdout)["status"] == "ok"
+
+
+def test_serve_refuses_an_open_ollama_port_without_keys(tmp_path: Path) -> None:
+    config = tmp_path / "corral.toml"
+    config.write_text('default_provider = "x"\n[providers.x]\ntype = "llamacpp"\nbase_url = "http://127.0.0.1:9"\n')
+    done = corral("serve", "--config", str(config), "--port", str(closed_port()), "--ollama-port", str(closed_port()),
+                  "--ollama-host", "0.0.0.0")  # fmt: skip
+    assert done.returncode == 1
+    assert "refusing to serve on 0.0.0.0 without API keys" in done.stderr and "Traceback" not in done.stderr

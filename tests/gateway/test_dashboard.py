@@ -48,7 +48,8 @@ def events(response: httpx.Response) -> list[dict[str, Any]]:
 
 
 def test_the_page_is_served_and_holds_no_data(dash: RunningGateway) -> None:
-    home = httpx.get(dash.url + "/", follow_redirects=False)
+    browser = {"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
+    home = httpx.get(dash.url + "/", headers=browser, follow_redirects=False)
     assert home.status_code in (302, 307) and home.headers["location"] == "/dashboard"
     page = httpx.get(dash.url + "/dashboard")  # no key needed: the page only calls the API
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")

@@ -12,12 +12,12 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from ..config import Settings, is_loopback
 from ..manager.spec import ManagerSettings
-from . import anthropic, dashboard, manager_routes, openai, responses
+from . import anthropic, dashboard, manager_routes, ollama, openai, responses
 from .host_guard import HostGuard
 from .settings import GatewaySettings
 from .state import Gateway
@@ -35,7 +35,11 @@ async def health(request: Request) -> Response:
 
 
 async def home(request: Request) -> Response:
-    return RedirectResponse("/dashboard")
+    # A browser goes to the dashboard; a tool that probes for Ollama (GET / with no text/html in
+    # Accept: curl, the ollama CLI's heartbeat, some editor plugins) gets Ollama's answer.
+    if "text/html" in request.headers.get("accept", ""):
+        return RedirectResponse("/dashboard")
+    return PlainTextResponse("Ollama is running")
 
 
 async def metrics(request: Request) -> Response:
@@ -110,6 +114,7 @@ def create_app(
         *openai.ROUTES,
         *anthropic.ROUTES,
         *responses.ROUTES,
+        *ollama.ROUTES,
         Route("/running", manager_routes.running, methods=["GET"]),
         Route("/api/models/unload", manager_routes.unload, methods=["POST"]),
         Route("/api/models/unload/{model:path}", manager_routes.unload_one, methods=["POST"]),

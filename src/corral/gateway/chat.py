@@ -73,6 +73,13 @@ class ChatWire:
     def parse(self, body: dict[str, Any], raw: bytes) -> ChatCall:
         raise NotImplementedError
 
+    async def target(self, request: Request, call: ChatCall, rec: RequestRecord) -> Resolved | Response:
+        """Where the call goes: the gateway's routing by the requested model. A protocol may override
+        it to read its own model names, adapt ``call`` to the provider it reached, or answer by itself
+        (a Response, returned to the client as it is)."""
+        gw: Gateway = request.app.state.gateway
+        return await gw.target(call.model, rec)
+
     def native_request(self, provider: Provider, payload: Any) -> HTTPRequest:
         raise NotImplementedError
 
@@ -123,7 +130,10 @@ async def serve_chat(request: Request, wire: ChatWire) -> Response:
             call = await asyncio.to_thread(wire.parse, body, raw)
         else:
             call = wire.parse(body, raw)
-        target = await gw.target(call.model, rec)
+        routed = await wire.target(request, call, rec)
+        if isinstance(routed, Response):
+            return routed
+        target = routed
         upstream_model = target.upstream_model(call.model)
         model = call.model or ""
         clamp = await gw.limits.clamp(

@@ -70,8 +70,8 @@ class RequestRecord:
 
     def usage_from(self, payload: bytes) -> None:
         """Pick token counts out of an OpenAI/Anthropic body or SSE chunk that mentions usage (or
-        llama.cpp's timings, which every llama-server answer ends with)."""
-        if b'"usage"' not in payload and b'"timings"' not in payload:
+        llama.cpp's timings, which every llama-server answer ends with, or Ollama's final line)."""
+        if b'"usage"' not in payload and b'"timings"' not in payload and b'"eval_count"' not in payload:
             return
         if payload[:1] == b"{" and b"\n" not in payload:
             # A whole one-line answer (non-streamed): parse only its usage object, not the content.
@@ -104,6 +104,8 @@ class RequestRecord:
                     "prompt_tokens": int(timings.get("prompt_n", 0)) + int(timings.get("cache_n", 0)),
                     "completion_tokens": int(timings.get("predicted_n", 0)),
                 }
+            elif not isinstance(usage, dict) and isinstance(data, dict) and "eval_count" in data:  # Ollama
+                usage = {"prompt_tokens": data.get("prompt_eval_count"), "completion_tokens": data["eval_count"]}
             if isinstance(usage, dict):
                 self._take(usage)
 

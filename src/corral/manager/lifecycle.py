@@ -80,9 +80,10 @@ def from_scheduler(scheduler: Scheduler, *, now: float | None = None) -> list[Mo
         state = proc.state if proc is not None else State.STOPPED
         status: Status = {State.READY: "loaded", State.STARTING: "loading"}.get(state, "unloaded")  # type: ignore[assignment]
         ttl = None
-        if status == "loaded" and spec.ttl > 0 and proc is not None:
+        idle_ttl = proc.idle_ttl() if proc is not None else None  # the spec's ttl, or a client's keep_alive
+        if status == "loaded" and idle_ttl is not None and proc is not None:
             idle = 0.0 if proc.inflight > 0 else now - proc.last_used
-            ttl = round(max(0.0, spec.ttl - idle), 1)
+            ttl = round(max(0.0, idle_ttl - idle), 1)
         out.append(
             ModelStatus(
                 id=name,

@@ -76,11 +76,20 @@ class ManagedProcess:
         self.draining = False
         self.last_used = time.monotonic()
         self.started_at = 0.0
+        #: idle seconds before unload asked by a client (Ollama's keep_alive), over ``spec.ttl``;
+        #: 0 = as soon as idle, negative = never. Kept until the next request that sets it.
+        self.keep_alive: float | None = None
         self._log = tempfile.TemporaryFile(prefix=f"corral-{spec.name}-")  # noqa: SIM115  # closed in stop()
 
     @property
     def pid(self) -> int | None:
         return self.proc.pid if self.proc else None
+
+    def idle_ttl(self) -> float | None:
+        """Seconds idle before this child is unloaded; None: never."""
+        if self.keep_alive is not None:
+            return self.keep_alive if self.keep_alive >= 0 else None
+        return self.spec.ttl if self.spec.ttl > 0 else None
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.returncode is None

@@ -44,6 +44,7 @@ class GGUFInfo:
     tensor_count: int = 0
     version: int = 0
     metadata: dict[str, Any] = field(default_factory=dict, repr=False)
+    template: str | None = field(default=None, repr=False)  # tokenizer.chat_template, kept out of metadata
     error: str | None = None  # set when the file is unreadable or corrupt
 
     def as_dict(self) -> dict[str, Any]:
@@ -223,6 +224,7 @@ def _parse(buf: Any, size: int, path: Path, name: str, total: int, parts: int) -
         tensor_count=n_tensors,
         version=version,
         metadata={k: v for k, v in meta.items() if not isinstance(v, _Skipped) and k != "tokenizer.chat_template"},
+        template=meta.get("tokenizer.chat_template") if isinstance(meta.get("tokenizer.chat_template"), str) else None,
     )
 
 

@@ -315,16 +315,36 @@ class Scheduler:
             await asyncio.sleep(1.0)
             now = time.monotonic()
             async with self._cond:
-                idle = [
-                    p for p in self._procs.values()
-                    if p.state is State.READY and not p.draining and p.inflight == 0 and p.waiters == 0
-                    and p.spec.ttl > 0 and now - p.last_used >= p.spec.ttl
-                ]  # fmt: skip
+                idle = [p for p in self._procs.values() if self._expired(p, now)]
                 for p in idle:
                     p.draining = True
             for p in idle:
-                log.info("model %s idle for %.0f s: unloading", p.spec.name, p.spec.ttl)
+                log.info("model %s idle for %.0f s: unloading", p.spec.name, now - p.last_used)
                 self._spawn(self._drain_and_stop(p, bound=None))
+
+    @staticmethod
+    def _expired(p: ManagedProcess, now: float) -> bool:
+        ttl = p.idle_ttl()
+        return (
+            ttl is not None and p.state is State.READY and not p.draining and p.inflight == 0 and p.waiters == 0
+            and now - p.last_used >= ttl
+        )  # fmt: skip
+
+    def keep_alive(self, name: str, seconds: float | None) -> None:
+        """A client's keep_alive for a model (Ollama's: idle seconds before unload, 0 = unload once
+        idle, negative = keep loaded), kept by the running child until another request changes it.
+        Call it when the request is over (after its lease is released): 0 then unloads at once."""
+        model = self.model_for(name)
+        proc = self._procs.get(model) if model is not None else None
+        if proc is None or proc.state is not State.READY:
+            return
+        proc.keep_alive = seconds
+        if self._expired(proc, time.monotonic()):
+            proc.draining = True
+            log.info("model %s: keep_alive %s, unloading", proc.spec.name, seconds)
+            self._spawn(self._drain_and_stop(proc, bound=None))
+        else:
+            self._ensure_reaper()
 
     async def aclose(self) -> None:
         """Stop every child and wait for each to be reaped: no new request is admitted, in-flight ones
