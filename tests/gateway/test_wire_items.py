@@ -373,3 +373,11 @@ def test_the_wire_log_shows_bodies_and_masks_keys(llama: LlamaLike, caplog: pyte
         assert "gw-wire-canary-key-1" not in text
     finally:
         gw.stop()
+
+
+def test_a_lone_surrogate_a_model_emits_is_relayed_escaped_not_a_500(gw: RunningGateway, llama: LlamaLike) -> None:
+    llama.stream = [b'data: {"choices":[{"index":0,"delta":{"content":"odd \\ud800 byte"},"finish_reason":null}]}\n\n',
+                    *sse(chunk({}, "stop"))]  # fmt: skip
+    body = {"model": "local", "messages": [{"role": "user", "content": "h"}]}
+    r = httpx.post(f"{gw.url}/v1/chat/completions", json=body)
+    assert r.status_code == 200 and "\\ud800" in r.text

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from corral.errors import ModelLoading, ServerError
-from corral.manager.lifecycle import ModelStatus, from_llamaswap_running, from_router_models, from_scheduler, ollama_ps
+from corral.manager.lifecycle import ModelStatus, from_llamaswap_running, from_router_models, from_scheduler
 from corral.manager.scheduler import Scheduler
 from corral.manager.spec import ManagerSettings, ModelSpec
 
@@ -43,8 +43,6 @@ async def test_manager_models_as_lifecycle_records(tmp_path: Path) -> None:
         assert b.status == "unloaded" and b.ttl_remaining is None and b.memory is None
         later = from_scheduler(sched, now=time.monotonic() + 100)[0]
         assert later.ttl_remaining is not None and 190 < later.ttl_remaining <= 200
-        ps = ollama_ps(from_scheduler(sched))["models"]
-        assert [m["name"] for m in ps] == ["a"] and ps[0]["context_length"] == 2048 and ps[0]["size"] > 0
         await sched.unload("a")
         assert from_scheduler(sched)[0].status == "unloaded"
     finally:

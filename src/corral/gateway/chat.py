@@ -14,14 +14,23 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from ..capabilities import Capability
 from ..errors import ProviderError, ResponseError
 from ..providers.base import ChatRequest, HTTPRequest, Provider, needed_capabilities
 from .body import OFF_LOOP_BYTES
 from .observe import RequestRecord
-from .relay import EventWriter, RelayCheck, assembled, relay_stream, rename_model, translated_stream, until_disconnect
+from .relay import (
+    EventWriter,
+    RelayCheck,
+    WireJSON,
+    assembled,
+    relay_stream,
+    rename_model,
+    translated_stream,
+    until_disconnect,
+)
 from .routing import LLAMACPP_TYPES, STREAM_ONLY_CANCEL, Resolved
 from .state import forwarded
 
@@ -195,7 +204,7 @@ async def serve_chat(request: Request, wire: ChatWire) -> Response:
             return Response(status_code=499)
         rec.provider = resp.provider
         rec.prompt_tokens, rec.completion_tokens = resp.usage.prompt_tokens, resp.usage.completion_tokens
-        return JSONResponse(wire.response(resp, call, model or resp.model), headers=call.headers)
+        return WireJSON(wire.response(resp, call, model or resp.model), headers=call.headers)
     except Exception as exc:  # every failure becomes an answer in the caller's shape
         return gw.failure(wire.protocol, exc, rec)
     finally:

@@ -12,10 +12,10 @@ import asyncio
 import json
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TYPE_CHECKING, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from starlette.requests import Request
-from starlette.responses import StreamingResponse
+from starlette.responses import JSONResponse, StreamingResponse
 
 from ..async_transport import OpenStream, TransportFailure
 from ..errors import CorralError
@@ -35,6 +35,7 @@ __all__ = [
     "EventWriter",
     "RelayCheck",
     "StreamFramer",
+    "WireJSON",
     "assembled",
     "relay_stream",
     "rename_model",
@@ -75,6 +76,17 @@ class RelayCheck(Protocol):
     malformed: re.Pattern[bytes]  # an event that is not JSON (SSE_MALFORMED, NDJSON_MALFORMED)
 
     def error(self, model: str, status: int, kind: str, message: str) -> bytes: ...
+
+
+class WireJSON(JSONResponse):
+    """A JSON answer that carries an upstream's text: a lone surrogate in it (a model can emit one)
+    goes out escaped, as JSON allows, instead of failing to encode (a 500 after the work was done)."""
+
+    def render(self, content: Any) -> bytes:
+        try:
+            return json.dumps(content, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode("utf-8")
+        except UnicodeEncodeError:
+            return json.dumps(content, allow_nan=False, separators=(",", ":")).encode("ascii")
 
 
 def rename_model(payload: bytes, model: str) -> bytes:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Literal
 if TYPE_CHECKING:
     from .scheduler import Scheduler
 
-__all__ = ["ModelStatus", "from_llamaswap_running", "from_router_models", "from_scheduler", "ollama_ps"]
+__all__ = ["ModelStatus", "from_llamaswap_running", "from_router_models", "from_scheduler"]
 
 Status = Literal["loaded", "loading", "unloaded"]
 
@@ -150,20 +150,3 @@ def from_router_models(models: Mapping[str, Any] | Iterable[Mapping[str, Any]]) 
             )
         )
     return out
-
-
-def ollama_ps(statuses: Iterable[ModelStatus], *, now: float | None = None) -> dict[str, Any]:
-    """Ollama's ``GET /api/ps`` body: the loaded models, each with when it expires."""
-    now = time.time() if now is None else now
-    models = []
-    for s in statuses:
-        if s.status != "loaded":
-            continue
-        expires = (
-            time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now + s.ttl_remaining))
-            if s.ttl_remaining is not None
-            else "0001-01-01T00:00:00Z"  # Ollama's zero time: kept until unloaded
-        )
-        models.append({"name": s.id, "model": s.id, "size": s.memory or 0, "digest": "", "details": {},
-                       "expires_at": expires, "size_vram": 0, "context_length": s.ctx or 0})  # fmt: skip
-    return {"models": models}

@@ -16,13 +16,13 @@ from functools import partial
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from ...providers.base import HTTPRequest, Provider
 from ...types import ChatResponse, Completion
 from ..chat import ChatCall, ChatWire
 from ..observe import RequestRecord
-from ..relay import NDJSON_MALFORMED, EventWriter, until_disconnect
+from ..relay import NDJSON_MALFORMED, EventWriter, WireJSON, until_disconnect
 from ..routing import LLAMACPP_TYPES, Resolved
 from ..state import Gateway
 from .names import canonical_name, is_managed, resolve
@@ -56,7 +56,7 @@ def _loaded(call: ChatCall, reason: str) -> Response:
         out["message"] = {"role": "assistant", "content": ""}
     else:
         out["response"] = ""
-    return JSONResponse(out | {"done": True, "done_reason": reason})
+    return WireJSON(out | {"done": True, "done_reason": reason})
 
 
 class _OllamaWire(ChatWire):
@@ -168,7 +168,7 @@ async def _complete(
     rec.prompt_tokens, rec.completion_tokens = result.usage.prompt_tokens, result.usage.completion_tokens
     whole = ollama_generate(result, o, o["asked"])
     if not call.stream:
-        return JSONResponse(whole, headers=headers)
+        return WireJSON(whole, headers=headers)
     first = {"model": whole["model"], "created_at": whole["created_at"], "response": whole["response"], "done": False}
     last = whole | {"response": ""}
     return Response(ndjson(first) + ndjson(last), media_type="application/x-ndjson", headers=headers)

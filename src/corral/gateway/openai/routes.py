@@ -18,7 +18,7 @@ from ...providers.openai_compat.stream import raise_stream_error
 from ...sse import StreamDecoder
 from ..chat import ChatCall, ChatWire, serve_chat
 from ..observe import RequestRecord
-from ..relay import SSE_MALFORMED, EventWriter, relay_stream, until_disconnect
+from ..relay import SSE_MALFORMED, EventWriter, WireJSON, relay_stream, until_disconnect
 from ..routing import LLAMACPP_TYPES, OPENAI_SHAPED, STREAM_ONLY_CANCEL, Resolved
 from ..state import Gateway, forwarded, now
 from ..wire_errors import WireError, WireProtocol, error_response
@@ -147,7 +147,7 @@ async def completions(request: Request) -> Response:
                 answer["model"] = rec.model
             usage = answer.get("usage") or {}
             rec.prompt_tokens, rec.completion_tokens = usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0)
-            return JSONResponse(answer)
+            return WireJSON(answer)
         if stream or n > 1:
             kind = target.client.config.type
             what = "stream" if stream else "n"
@@ -161,7 +161,7 @@ async def completions(request: Request) -> Response:
             return Response(status_code=499)
         rec.provider = result.provider
         rec.prompt_tokens, rec.completion_tokens = result.usage.prompt_tokens, result.usage.completion_tokens
-        return JSONResponse(openai_completion_response(result, model=rec.model or result.model, created=now()))
+        return WireJSON(openai_completion_response(result, model=rec.model or result.model, created=now()))
     except Exception as exc:
         return gw.failure("openai", exc, rec)
     finally:
