@@ -1,6 +1,6 @@
 """A translated stream whose backend is silent before its first token (llama.cpp processing a long
-prompt) gets SSE keepalive comments, so a client's idle watchdog (Claude Code's: 300 s, then it sends the
-whole request again unstreamed) does not give up; the SDKs read the stream as usual."""
+prompt) gets SSE keepalive comments, so a byte-level read timeout (an SDK's, a proxy's) does not fire
+while the prompt is processed; the SDKs read the stream as usual, and a client leaving still cancels."""
 
 from __future__ import annotations
 
