@@ -202,3 +202,20 @@ def test_claude_codes_count_tokens_matches_llama_cpps_own_count(templated_server
     print(f"\ncount_tokens (foo + {len(tools)} tools): corral {counted}, llama.cpp {own}, "
           f"{(counted - own) / own * 100:+.2f} %")  # fmt: skip
     assert own > 3000 and abs(counted - own) <= own * 0.02
+
+
+def test_count_tokens_passes_through_with_the_clients_betas_and_the_providers_own() -> None:
+    up = Canned({"/v1/messages/count_tokens": lambda body: json_reply({"input_tokens": 4242})})
+    provider = {"type": "anthropic", "base_url": up.url, "api_key": "sk-ant-upstream-canary-0001",
+                "anthropic_beta": "own-beta-1"}  # fmt: skip
+    gw = RunningGateway(gateway_config({"claude": provider}, gateway={"api_keys": [GATEWAY_KEY]}))
+    try:
+        r = send(gw, "count_tokens_tools")
+    finally:
+        gw.stop()
+        up.close()
+    assert r.status_code == 200 and r.json() == {"input_tokens": 4242}
+    _, headers, raw = up.requests[-1]
+    sent_betas = CAPTURED["count_tokens_tools"]["headers"]["anthropic-beta"]
+    assert {k.lower(): v for k, v in headers.items()}["anthropic-beta"] == f"own-beta-1,{sent_betas}"
+    assert json.loads(raw) == CAPTURED["count_tokens_tools"]["body"]
