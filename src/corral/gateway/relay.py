@@ -12,6 +12,7 @@ import asyncio
 import json
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from starlette.requests import Request
@@ -66,16 +67,17 @@ class EventWriter(Protocol):
     def error(self, status: int, kind: str, message: str) -> bytes: ...
 
 
-class RelayCheck(Protocol):
-    """What a protocol's stream looks like, for relaying one it did not write."""
+@dataclass(frozen=True, slots=True)
+class RelayCheck:
+    """What a protocol's stream looks like, for relaying one it did not write: SSE by default."""
 
-    media_type: str
-    separator: bytes  # between events: b"\n\n" for SSE, b"\n" for NDJSON
     end: re.Pattern[bytes]  # an event that ends the stream properly
     failure: re.Pattern[bytes]  # an error event the upstream sent
-    malformed: re.Pattern[bytes]  # an event that is not JSON (SSE_MALFORMED, NDJSON_MALFORMED)
-
-    def error(self, model: str, status: int, kind: str, message: str) -> bytes: ...
+    #: the protocol's error event for (model, status, kind, message), sent when the relay must fail a stream
+    error: Callable[[str, int, str, str], bytes]
+    media_type: str = "text/event-stream"
+    separator: bytes = b"\n\n"  # between events: b"\n\n" for SSE, b"\n" for NDJSON
+    malformed: re.Pattern[bytes] = SSE_MALFORMED  # an event that is not JSON (SSE_MALFORMED, NDJSON_MALFORMED)
 
 
 class WireJSON(JSONResponse):
@@ -108,7 +110,7 @@ class StreamFramer:
         self._redact = redact  # for an error event: an upstream may echo a key in it
         self._rename = bool(model)
         self._buf = b""
-        self._malformed: re.Pattern[bytes] | None = getattr(check, "malformed", None)
+        self._malformed: re.Pattern[bytes] | None = check.malformed
         self.ended = False
         self.failed = False
         self.garbled = False  # an event that is not JSON: the rest is not relayed
