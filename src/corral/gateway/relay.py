@@ -52,8 +52,13 @@ STREAM_HEADERS = {"x-accel-buffering": "no", "cache-control": "no-cache"}
 # and close with } or ] on its line. An NDJSON line likewise. A cheap look at each end, not a parse.
 SSE_MALFORMED = re.compile(rb"(?m)^data:(?! ?(?:[{\[][^\r\n]*[}\]])?\r?$)")
 NDJSON_MALFORMED = re.compile(rb"(?m)^(?!(?:\{[^\r\n]*\})?\s*$)")
-# A "model" key and its string value, not inside another string (there its quote is escaped).
-_MODEL = re.compile(rb'(?<!\\)"model"\s*:\s*"(?:[^"\\]|\\.)*"')
+# A "model" key up to its string value's opening quote, not inside another string (there its quote
+# is escaped). The look-behind comes after the literal so that the search can skip ahead to each
+# "model". The value's end is found by a second search, not by one regex over the string,
+# which keeps state per escape (120 MB and seconds for a megabytes-long model name).
+_MODEL_KEY = re.compile(rb'"model"(?<!\\"model")\s*:\s*"')
+# The quote that closes a JSON string: after an even run of backslashes (possessive: no state kept).
+_CLOSING_QUOTE = re.compile(rb'(?<!\\)(?:\\\\)*+"')
 
 
 class EventWriter(Protocol):
@@ -95,7 +100,18 @@ def rename_model(payload: bytes, model: str) -> bytes:
     """``payload`` with every "model" value set to ``model`` (the name the client asked for, not the
     upstream's, which may be a file path)."""
     value = b'"model":' + json.dumps(model, ensure_ascii=False).encode()
-    return _MODEL.sub(lambda m: value, payload)
+    parts: list[bytes] = []
+    pos = 0
+    while (key := _MODEL_KEY.search(payload, pos)) is not None:
+        close = _CLOSING_QUOTE.search(payload, key.end())
+        if close is None:
+            break  # an unterminated string: leave the rest as it is
+        parts += (payload[pos : key.start()], value)
+        pos = close.end()
+    if not parts:
+        return payload
+    parts.append(payload[pos:])
+    return b"".join(parts)
 
 
 class StreamFramer:
