@@ -43,6 +43,10 @@ class Gateway:
         self.observer = Observer()
         self.keys = Keys(gateway.api_keys)
         self.router = Router(settings, gateway, self.transport, manager)
+        if any(route.policy is not None for route in gateway.models):
+            from .replica_metrics import ReplicaCollector
+
+            self.observer.registry.register(ReplicaCollector(self.router))
         self.manager = manager
         self.redact = Redactor.from_settings(settings, (k.get() for k in gateway.api_keys))
         self.limits = OutputLimits(gateway.max_output_tokens)

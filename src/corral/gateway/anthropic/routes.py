@@ -79,9 +79,7 @@ class AnthropicMessages(ChatWire):
     def writer(self, call: ChatCall, model: str) -> EventWriter:
         choice = call.req.tool_choice
         forced = choice == "required" or isinstance(choice, dict)  # the answer must be a call: no text first
-        return AnthropicEventWriter(
-            model, f"msg_{uuid.uuid4().hex[:24]}", usage=call.usage_so_far, hold_content=forced
-        )
+        return AnthropicEventWriter(model, f"msg_{uuid.uuid4().hex[:24]}", usage=call.usage_so_far, hold_content=forced)
 
 
 ANTHROPIC_MESSAGES = AnthropicMessages()
