@@ -4,7 +4,8 @@ LiteLLM's router (least-busy, simple-shuffle), on the same real llama.cpp replic
     python benchmarks/balance.py [--replicas 2] [--conversations 6] [--turns 3] [--json out.json]
 
 Each contender is a gateway process in front of the same N llama-server replicas (the bundled gemma-3-270m,
-``-c 2048 -np 2``): ``corral serve`` with ``[models.gemma] provider = [r0, r1, …]`` and ``balance = …``,
+``-c 4096 -np 4``: four slots, each holding one conversation's KV cache): ``corral serve`` with
+``[models.gemma] provider = [r0, r1, …]`` and ``balance = …``,
 and the LiteLLM proxy (from benchmarks/.venv-litellm, ``--setup-litellm`` creates it) with one deployment
 per replica and ``routing_strategy`` least-busy or simple-shuffle.
 
@@ -27,6 +28,7 @@ import asyncio
 import json
 import random
 import re
+import signal
 import sys
 import tempfile
 import time
@@ -94,7 +96,9 @@ async def ask(client: httpx.AsyncClient, url: str, messages: list[dict[str, str]
 
 async def workload(url: str, tag: str, args: argparse.Namespace, replicas: list[str]) -> dict[str, Any]:
     rng = random.Random(args.seed)
-    convos = [[{"role": "system", "content": SYSTEM}, {"role": "user", "content": first_question(tag, n)}]
+    # Each contender's own system prompt too: none finds a prompt another contender left in a replica's cache.
+    system = f"[{tag}] {SYSTEM}"
+    convos = [[{"role": "system", "content": system}, {"role": "user", "content": first_question(tag, n)}]
               for n in range(args.conversations)]  # fmt: skip
     sem = asyncio.Semaphore(args.concurrency)
     ttft_first: list[float] = []
@@ -126,10 +130,12 @@ async def workload(url: str, tag: str, args: argparse.Namespace, replicas: list[
         await asyncio.gather(*(follow_up(n) for n in order))
         wall = time.perf_counter() - started
     after = [replica_metrics(u) for u in replicas]
-    prompt = [a["prompt_tokens_total"] - b["prompt_tokens_total"] for a, b in zip(after, before, strict=True)]
-    cached = [
-        a["prompt_tokens_cached_total"] - b["prompt_tokens_cached_total"] for a, b in zip(after, before, strict=True)
-    ]
+    pairs = list(zip(after, before, strict=True))
+    # llama-server counts the prompt tokens it processed (prompt_tokens_total) apart from those it found
+    # in its cache (prompt_tokens_cached_total): a request's prompt is their sum
+    cached = [a["prompt_tokens_cached_total"] - b["prompt_tokens_cached_total"] for a, b in pairs]
+    prompt = [a["prompt_tokens_total"] - b["prompt_tokens_total"] + c for (a, b), c in zip(pairs, cached, strict=True)]
+    rates = {k: [a.get(k, 0.0) for a in after] for k in ("prompt_tokens_seconds", "predicted_tokens_seconds")}
     requests = args.conversations * args.turns
     return {
         "ttft_follow_p50_ms": pct(ttft_follow, 0.5) * 1000,
@@ -139,6 +145,7 @@ async def workload(url: str, tag: str, args: argparse.Namespace, replicas: list[
         "followup_prompt_tokens": sum(prompt),
         "followup_cached_share": sum(cached) / sum(prompt) if sum(prompt) else float("nan"),
         "followup_prompt_tokens_per_replica": prompt,
+        "replica_rates_tok_s": rates,  # llama.cpp's own average prompt / generation rates, per replica
         "requests": requests,
         "wall_s": wall,
         "throughput_rps": requests / wall,
@@ -180,9 +187,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         tmp = Path(tmp_dir)
         engines = []
         for i in range(args.replicas):
-            e = EngineProcess(
-                bundled_model_path(), ["-c", str(args.ctx), "-np", "2", "--slots", "--metrics"], api_key=""
-            )
+            flags = ["-c", str(args.ctx), "-np", str(args.slots), "--slots", "--metrics"]
+            e = EngineProcess(bundled_model_path(), flags, api_key="")
             stack.callback(e.stop)
             log(f"starting replica r{i}")
             e.start()
@@ -241,7 +247,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--conversations", type=int, default=6)
     p.add_argument("--turns", type=int, default=3)
     p.add_argument("--concurrency", type=int, default=2)
-    p.add_argument("--ctx", type=int, default=4096, help="llama-server -c (split over its 2 slots)")
+    p.add_argument("--slots", type=int, default=4, help="llama-server -np: conversations a replica keeps cached")
+    p.add_argument("--ctx", type=int, default=4096, help="llama-server -c (split over its slots)")
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--only", default="corral,litellm", help="contenders: corral, litellm, or full names")
     p.add_argument("--litellm-venv", default=str(DEFAULT_LITELLM_VENV))
@@ -249,6 +256,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", nargs="?", const="-", help="write the report as JSON (to PATH, or stdout)")
     args = p.parse_args(argv)
     args.only = [s.strip() for s in args.only.split(",")]
+    # A plain `kill` stops the run as Ctrl-C does: the replicas and gateways are stopped on the way out.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if args.setup_litellm:
         setup_litellm(Path(args.litellm_venv), "litellm[proxy]")
     report = run(args)

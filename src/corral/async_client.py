@@ -264,7 +264,7 @@ class AsyncClient(ClientBase):
                 name = plan.name
                 provider = await self.get_provider() if name is None else self._other(name)
                 await self._require(provider, needs, timeout)
-                call = build(provider)
+                call = plan.pinned(build(provider))
                 result = await self._retrying(partial(self._run, call, timeout, provider), provider)
             except CorralError as exc:
                 plan.ended(exc)
@@ -317,7 +317,7 @@ class AsyncClient(ClientBase):
                 name = plan.name
                 provider = await self.get_provider() if name is None else self._other(name)
                 await self._require(provider, needs, timeout)
-                call = make_call(provider)
+                call = plan.pinned(make_call(provider))
                 stream = await self._retrying(partial(open_once, provider, call), provider)
             except CorralError as exc:
                 plan.ended(exc)

@@ -214,7 +214,7 @@ class Client(ClientBase):
                 name = plan.name
                 provider = self.provider if name is None else self._other(name)
                 self._require(provider, needs, timeout)
-                call = build(provider)
+                call = plan.pinned(build(provider))
                 result = self._retrying(partial(self._run, call, timeout, provider), provider)
             except CorralError as exc:
                 plan.ended(exc)
@@ -268,7 +268,7 @@ class Client(ClientBase):
                 name = plan.name
                 provider = self.provider if name is None else self._other(name)
                 self._require(provider, needs, timeout)
-                call = provider.stream_chat(req)
+                call = plan.pinned(provider.stream_chat(req))
                 cm, response = self._retrying(partial(open_once, provider, call), provider)
             except CorralError as exc:
                 plan.ended(exc)

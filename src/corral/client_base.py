@@ -6,12 +6,12 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from .capabilities import Capability
 from .config import DEFAULT_LLAMACPP_URL, ProviderConfig, Secret, Settings
 from .errors import ConfigurationError, CorralError, ProviderError, ServerError, UnsupportedCapability
-from .providers.base import UNSET, Call, check_sampling
+from .providers.base import UNSET, Call, HTTPRequest, check_sampling
 from .registry import create_provider, resolve_with_settings
 from .retry import RetryPolicy, Routing, falls_back
 
@@ -21,6 +21,14 @@ if TYPE_CHECKING:
     from .providers.base import Provider
 
 __all__ = ["ClientBase", "Plan", "completion_params", "embed_inputs"]
+
+
+class _Sends(Protocol):
+    @property
+    def request(self) -> HTTPRequest: ...
+
+
+C = TypeVar("C", bound=_Sends)  # a Call or a StreamCall
 
 
 class ClientBase:
@@ -221,13 +229,14 @@ class Plan:
     provider to use; None: the primary), report each attempt's end (:meth:`ended`) and ask whether to go
     on after an error (:meth:`advance`). Replicas are counted in flight from their choice to ``ended``."""
 
-    __slots__ = ("_base", "_chain", "_live", "_tried", "candidates", "index")
+    __slots__ = ("_base", "_chain", "_live", "_tried", "candidates", "index", "slot")
 
     def __init__(self, base: ClientBase, messages: Sequence[Any]) -> None:
         self._base = base
         self.index = 0
         self._live: str | None = None  # the replica this attempt counts against
         self._tried: set[str] = set()
+        self.slot: int | None = None  # the llama-server slot the attempt is pinned to (id_slot)
         balancer = base.balancer
         if balancer is None:
             self._chain: tuple[int, ...] = ()
@@ -245,6 +254,7 @@ class Plan:
                 status=503, provider=base._route_name, retry_after=max(1.0, wait),
             )  # fmt: skip
         self._live = first
+        self.slot = balancer.slot_for(first, self._chain) if first is not None else None
         self.candidates = [first, *fallbacks] if first is not None else fallbacks
 
     @property
@@ -254,20 +264,22 @@ class Plan:
     def ended(self, error: BaseException | None) -> None:
         """The current attempt is over: fine (None), failed (a CorralError), or cut short (anything else)."""
         live, self._live = self._live, None
+        slot, self.slot = self.slot, None
         if live is None or self._base.balancer is None:
             return
         self._tried.add(live)
         if error is None:
-            self._base.balancer.end(live, "ok")
+            self._base.balancer.end(live, "ok", slot)
         elif isinstance(error, CorralError) and falls_back(error):
-            self._base.balancer.end(live, "failed")
+            self._base.balancer.end(live, "failed", slot)
         else:
-            self._base.balancer.end(live, "other")
+            self._base.balancer.end(live, "other", slot)
 
     def release(self) -> Callable[[bool], None]:
         """For a stream that opened: what ends its attempt when the stream closes (once); ``failed``:
         the connection broke mid-stream (the replica died), which counts against it."""
         live, self._live = self._live, None
+        slot, self.slot = self.slot, None
         balancer = self._base.balancer
         done = False
 
@@ -275,9 +287,29 @@ class Plan:
             nonlocal done
             if not done and live is not None and balancer is not None:
                 done = True
-                balancer.end(live, "failed" if failed else "ok")
+                balancer.end(live, "failed" if failed else "ok", slot)
 
         return end
+
+    def pinned(self, call: C) -> C:
+        """``call`` with the slot this attempt is pinned to (llama-server's ``id_slot``), when it has one:
+        in a JSON object body, or in front of a pass-through's bytes (a client's own id_slot, later in
+        the object, still wins)."""
+        slot = self.slot
+        body = call.request.json
+        if slot is None:
+            return call
+        if isinstance(body, dict):
+            if "id_slot" in body:
+                return call
+            body = {**body, "id_slot": slot}
+        elif isinstance(body, bytes) and body[:1] == b"{":
+            rest = body[1:]
+            joined = b"{" + b'"id_slot":%d' % slot + (b"" if rest.lstrip()[:1] == b"}" else b",") + rest
+            body = type(body)(joined)  # a RawJSON stays one
+        else:
+            return call
+        return replace(call, request=replace(call.request, json=body))  # type: ignore[type-var]
 
     def advance(self, error: CorralError) -> bool:
         """After a failed attempt: whether to try again elsewhere (another replica, then the fallbacks)."""
@@ -287,6 +319,7 @@ class Plan:
             nxt = balancer.pick(self._chain, exclude=self._tried)
             if nxt is not None:
                 self._live = nxt
+                self.slot = balancer.slot_for(nxt, self._chain)
                 self.candidates.insert(self.index + 1, nxt)
                 self.index += 1
                 return True

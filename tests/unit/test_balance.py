@@ -183,3 +183,18 @@ def test_model_policy_reads_the_table_and_names_bad_fields():
         model_policy({"provider": ["a", "c"]}, "models.m", {"a", "b"})
     with pytest.raises(ConfigurationError, match="concurrency"):
         model_policy({"provider": "a", "concurrency": 0}, "models.m", {"a"})
+
+
+def test_slot_affinity_keeps_a_conversation_in_its_slot_and_fills_free_slots_first():
+    bal = Balancer(["a"], clock=Clock())
+    assert bal.slot_for("a", prefix_chain(convo(1, 0))) is None  # slots unknown until /slots was polled
+    bal.observe_slots("a", busy=0, total=3)
+    first = {n: bal.slot_for("a", prefix_chain(convo(n, 0))) for n in range(3)}
+    assert sorted(first.values()) == [0, 1, 2]  # three conversations, three slots: none shares
+    for slot in first.values():
+        bal.end("a", "ok", slot)
+    for n in range(3):
+        assert bal.slot_for("a", prefix_chain(convo(n, 2))) == first[n]
+        bal.end("a", "ok", first[n])
+    assert bal.slot_for("a", prefix_chain(convo(9, 0))) == first[0]  # a fourth: the least recently used slot
+    assert bal.slot_for("a", ()) is None  # not a conversation: llama-server chooses

@@ -139,3 +139,29 @@ def test_poll_replicas_reads_slots_and_readmits() -> None:
         assert state["b"]["state"] == "healthy"
         client.poll_replicas()  # b has no /slots: asked for its health instead
     assert corral.Client("a", config=config()).poll_replicas() == {}
+
+
+def test_a_polled_llama_server_replica_gets_id_slot_per_conversation() -> None:
+    import json
+
+    slots = [{"id": i, "n_ctx": 512, "is_processing": False} for i in range(2)]
+    seen: list[int | None] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(json.loads(request.content).get("id_slot"))
+        return httpx.Response(200, json=CHAT)
+
+    with respx.mock(assert_all_called=False) as router:
+        for url in (A, B):
+            router.get(f"{url}/slots").mock(return_value=httpx.Response(200, json=slots))
+            router.post(f"{url}/v1/chat/completions").mock(side_effect=answer)
+        client = corral.Client("fast", config=config(balance="round-robin"))
+        client.poll_replicas()
+        client.chat(conversation(1, 0))
+        client.chat(conversation(2, 0))
+        assert sorted(seen) == [0, 0]  # one conversation per replica, each in its first slot
+        off = corral.Client("fast", config=config(slot_affinity=False))
+        off.poll_replicas()
+        seen.clear()
+        off.chat(conversation(1, 0))
+        assert seen == [None]  # slot_affinity = false: llama-server picks the slot

@@ -32,6 +32,9 @@ class Replica:
     requests: int = 0
     cache_hits: int = 0  # requests routed here while it held part of their prompt
     failures: int = 0
+    # llama-server slot affinity: slot -> (the conversation it holds, last used); slots in use now
+    slot_owner: dict[int, tuple[int, float]] = field(default_factory=dict)
+    slot_busy: dict[int, int] = field(default_factory=dict)
 
     def load(self) -> int:
         """What this replica is working on: corral's own requests, or more when the server's slots say
@@ -40,6 +43,9 @@ class Replica:
 
     def full(self) -> bool:
         return self.limit is not None and self.in_flight >= self.limit
+
+    def slot_total_known(self) -> bool:
+        return bool(self.slots_total)
 
 
 @dataclass(slots=True)
@@ -50,6 +56,7 @@ class Balancer:
     replica_limit: int | None = None
     eject_after: int = 1
     cooldown: float = 5.0
+    slot_affinity: bool = True  # pin a conversation to one llama-server slot (id_slot) once /slots is known
     index: PrefixIndex = field(default_factory=PrefixIndex)
     clock: Callable[[], float] = time.monotonic
     replicas: dict[str, Replica] = field(init=False)
@@ -106,11 +113,35 @@ class Balancer:
         start = self._turn % n
         return min((usable[(start + i) % n] for i in range(n)), key=Replica.load)
 
+    def slot_for(self, name: str, chain: Sequence[int]) -> int | None:
+        """The llama-server slot of replica ``name`` this conversation should use (``id_slot``), or None.
+
+        llama-server picks a slot by prompt similarity: a new conversation that shares the system prompt
+        with a cached one is put in *its* slot and overwrites it, so conversations evict each other even
+        while other slots sit empty. Pinned, a conversation keeps its slot (its first non-system message
+        names it); a new one takes the least recently used free slot. Only once the replica's /slots told
+        how many it has (the gateway polls it), and only for conversations (a chain)."""
+        with self._lock:
+            r = self.replicas[name]
+            if not self.slot_affinity or not chain or not r.slot_total_known():
+                return None
+            owner, now = chain[0], self.clock()
+            total = r.slots_total or 0
+            slot = next((s for s, (o, _) in r.slot_owner.items() if o == owner and s < total), None)
+            if slot is None:
+                free = [s for s in range(total) if not r.slot_busy.get(s)] or list(range(total))
+                slot = min(free, key=lambda s: r.slot_owner.get(s, (0, -1.0))[1])
+            r.slot_owner[slot] = (owner, now)
+            r.slot_busy[slot] = r.slot_busy.get(slot, 0) + 1
+            return slot
+
     # -- what happened -----------------------------------------------------------------------------------------
-    def end(self, name: str, outcome: Outcome) -> None:
+    def end(self, name: str, outcome: Outcome, slot: int | None = None) -> None:
         with self._lock:
             r = self.replicas[name]
             r.in_flight = max(0, r.in_flight - 1)
+            if slot is not None and r.slot_busy.get(slot):
+                r.slot_busy[slot] -= 1
             if outcome == "ok":
                 r.breaker.success()
             elif outcome == "failed":
@@ -133,7 +164,8 @@ class Balancer:
             now = self.clock()
             if ok:
                 if r.breaker.opened_at is not None and r.breaker.allows(now) and r.breaker.success():
-                    self.index.forget(name)
+                    self.index.forget(name)  # it may have restarted: its caches are gone
+                    r.slot_owner.clear()
             elif r.breaker.opened_at is None or r.breaker.allows(now):
                 r.failures += 1
                 r.breaker.failure(now, escalate=False)

@@ -38,6 +38,7 @@ class ModelPolicy:
     cooldown: float = 5.0
     index_capacity: int = 100_000
     index_ttl: float = 1800.0
+    slot_affinity: bool = True
 
     @property
     def limit(self) -> int | None:
@@ -57,6 +58,7 @@ class ModelPolicy:
             eject_after=self.eject_after,
             cooldown=self.cooldown,
             index=PrefixIndex(self.index_capacity, self.index_ttl),
+            slot_affinity=self.slot_affinity,
         )
 
 
@@ -111,4 +113,12 @@ def model_policy(spec: Mapping[str, Any], where: str, known: set[str] | None = N
         cooldown=_seconds(spec, "cooldown", where, 5.0),
         index_capacity=_int(spec, "prefix_index_size", where, 100_000, 1) or 100_000,
         index_ttl=_seconds(spec, "prefix_index_ttl", where, 1800.0),
+        slot_affinity=_flag(spec, "slot_affinity", where, True),
     )
+
+
+def _flag(spec: Mapping[str, Any], key: str, where: str, default: bool) -> bool:
+    value = spec.get(key, default)
+    if not isinstance(value, bool):
+        raise ConfigurationError(f"{where}.{key} must be true or false, got {value!r}")
+    return value

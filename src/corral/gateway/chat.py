@@ -87,7 +87,7 @@ class ChatWire:
         it to read its own model names, adapt ``call`` to the provider it reached, or answer by itself
         (a Response, returned to the client as it is)."""
         gw: Gateway = request.app.state.gateway
-        return await gw.target(call.model, rec)
+        return await gw.target(call.model, rec, call.req.messages)
 
     def native_request(self, provider: Provider, payload: Any) -> HTTPRequest:
         raise NotImplementedError
