@@ -29,6 +29,7 @@ class Replica:
     in_flight: int = 0  # requests corral sent that have not ended
     slots_total: int | None = None  # from llama-server /slots, when polled
     slots_busy: int = 0
+    external: int = 0  # busy slots at the last poll beyond corral's own requests then: others' load
     requests: int = 0
     cache_hits: int = 0  # requests routed here while it held part of their prompt
     failures: int = 0
@@ -37,9 +38,10 @@ class Replica:
     slot_busy: dict[int, int] = field(default_factory=dict)
 
     def load(self) -> int:
-        """What this replica is working on: corral's own requests, or more when the server's slots say
-        others use it too."""
-        return max(self.in_flight, self.slots_busy)
+        """What this replica is working on: corral's own requests (exact, now), plus what other clients
+        kept busy at the last poll. The poll's own count includes corral's requests of that moment and is
+        up to a second old: taken as it is, it would still count requests long finished."""
+        return self.in_flight + self.external
 
     def full(self) -> bool:
         return self.limit is not None and self.in_flight >= self.limit
@@ -155,6 +157,7 @@ class Balancer:
         with self._lock:
             r = self.replicas[name]
             r.slots_busy, r.slots_total = busy, total
+            r.external = max(0, busy - r.in_flight)
 
     def probe(self, name: str, ok: bool) -> None:
         """A background health poll: a success re-admits an ejected replica once its cooldown is over
