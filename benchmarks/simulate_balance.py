@@ -35,6 +35,10 @@ from typing import Any
 from corral.balance import Balancer, PrefixIndex, prefix_chain
 
 STRATEGIES = ("cache-aware", "least-loaded", "round-robin")
+# llama.cpp's own averages (llamacpp:prompt_tokens_seconds, predicted_tokens_seconds) for gemma-3-270m on this
+# 2-core machine, read from the replicas' /metrics in benchmarks/balance.py (shared with other work: slow).
+PROMPT_RATE = 50.0
+GEN_RATE = 5.0
 
 
 @dataclass
@@ -92,9 +96,16 @@ def simulate(strategy: str, args: argparse.Namespace) -> dict[str, Any]:
         seq[0] += 1
         heapq.heappush(events, (t, seq[0], kind, payload))
 
+    # New conversations arrive at the rate that would keep the replicas --utilization busy if nothing were
+    # cached (so a strategy's cache hits show as spare capacity, and its misses as queueing).
+    turns = 5.0  # mean of randint(2, 8)
+    mean_prompt = args.system_tokens + (sum(args.first_user) / 2 + (turns - 1) * (sum(args.follow_user) / 2)) / turns
+    mean_prompt += (turns - 1) / 2 * (sum(args.answer) / 2 + sum(args.follow_user) / 2)  # the history grows
+    service = mean_prompt / args.prompt_rate + sum(args.answer) / 2 / args.gen_rate
+    arrival_rate = args.utilization * args.replicas / (turns * service)
     t = 0.0
     for cid in range(args.conversations):
-        t += rng.expovariate(args.arrival_rate)
+        t += rng.expovariate(arrival_rate)
         convo = Conversation(cid, rng.randrange(args.apps), rng.randint(2, 8))
         convo.tokens = args.system_tokens
         push(t, "turn", convo)
@@ -131,7 +142,7 @@ def simulate(strategy: str, args: argparse.Namespace) -> dict[str, Any]:
                     index = balancer.index
                     growth.append({"conversations": arrived, "links": len(index), "entries": index.entries(),
                                    "bytes": index_bytes(index)})  # fmt: skip
-            user = rng.randint(200, 2000) if first else rng.randint(30, 200)
+            user = rng.randint(*args.first_user) if first else rng.randint(*args.follow_user)
             convo.messages.append(("user", f"{convo.cid}:{convo.done_turns}"))
             prompt = convo.tokens + user
             messages = [("system", f"app{convo.system}"), *convo.messages]
@@ -151,8 +162,8 @@ def simulate(strategy: str, args: argparse.Namespace) -> dict[str, Any]:
             if not first:
                 prompt_follow += prompt
                 cached_follow += cached
-            req = {"arrival": now, "convo": convo, "prompt": prompt, "cached": cached, "answer": rng.randint(50, 300),
-                   "user": user}  # fmt: skip
+            answer = rng.randint(*args.answer)
+            req = {"arrival": now, "convo": convo, "prompt": prompt, "cached": cached, "answer": answer, "user": user}
             if r.busy < args.slots:
                 start(r, req)
             else:
@@ -201,12 +212,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--replicas", type=int, default=100)
     p.add_argument("--conversations", type=int, default=10_000)
     p.add_argument("--slots", type=int, default=4, help="requests a replica serves at once")
-    p.add_argument("--prompt-rate", type=float, default=400.0, help="prompt tokens/s of one replica")
-    p.add_argument("--gen-rate", type=float, default=40.0, help="generated tokens/s of one replica")
-    p.add_argument("--kv-tokens", type=int, default=64 * 1024, help="KV cache of one replica, in tokens")
-    p.add_argument("--system-tokens", type=int, default=500)
+    p.add_argument("--prompt-rate", type=float, default=PROMPT_RATE, help="prompt tokens/s of one replica")
+    p.add_argument("--gen-rate", type=float, default=GEN_RATE, help="generated tokens/s of one replica")
+    p.add_argument("--kv-tokens", type=int, default=8 * 1024, help="KV cache of one replica, in tokens")
+    p.add_argument("--system-tokens", type=int, default=300)
+    p.add_argument("--first-user", type=int, nargs=2, default=(100, 600), help="first message tokens, min max")
+    p.add_argument("--follow-user", type=int, nargs=2, default=(20, 100), help="follow-up message tokens")
+    p.add_argument("--answer", type=int, nargs=2, default=(10, 40), help="answer tokens, min max")
     p.add_argument("--apps", type=int, default=10, help="distinct system prompts")
-    p.add_argument("--arrival-rate", type=float, default=2.0, help="new conversations per second")
+    p.add_argument("--utilization", type=float, default=0.8, help="replica load if nothing were cached")
     p.add_argument("--think", type=float, default=30.0, help="mean seconds between a conversation's turns")
     p.add_argument("--imbalance", type=int, default=2)
     p.add_argument("--index-size", type=int, default=100_000)
@@ -231,7 +245,8 @@ def main(argv: list[str] | None = None) -> int:
     head = (f"{'strategy':<14} {'hit share':>9} {'follow-ups':>10} {'imbalance req':>13} {'busy':>6} "
             f"{'queue mean':>10} {'p50':>7} {'p95':>7} {'p99':>7} {'TTFT p50':>8} {'p95':>7}")  # fmt: skip
     print(f"{args.replicas} replicas x {args.slots} slots, {args.conversations} conversations, prompt "
-          f"{args.prompt_rate:g} tok/s, generation {args.gen_rate:g} tok/s, KV {args.kv_tokens} tokens")  # fmt: skip
+          f"{args.prompt_rate:g} tok/s, generation {args.gen_rate:g} tok/s, KV {args.kv_tokens} tokens, "
+          f"utilization {args.utilization:g} uncached")  # fmt: skip
     print(head)
     print("-" * len(head))
     for name, r in results.items():
