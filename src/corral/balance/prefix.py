@@ -54,14 +54,16 @@ def prefix_chain(messages: Iterable[Any], *, limit: int = 256) -> tuple[int, ...
 
 
 class PrefixIndex:
-    """link -> {replica: last seen}, least recently used links dropped beyond ``capacity``."""
+    """link -> (the replica that last processed it, when), least recently used links dropped beyond
+    ``capacity``. One replica per link: the latest is the one whose cache most likely still holds it (an
+    older holder of a shared link is still found through its longer, own links)."""
 
     def __init__(self, capacity: int = 100_000, ttl: float = 1800.0) -> None:
         if capacity < 1:
             raise ValueError("capacity must be positive")
         self.capacity = capacity
         self.ttl = ttl
-        self._links: OrderedDict[int, dict[str, float]] = OrderedDict()
+        self._links: OrderedDict[int, tuple[str, float]] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._links)
@@ -70,33 +72,25 @@ class PrefixIndex:
         """For each replica holding part of ``chain``: how many leading links it holds (longest first wins)."""
         found: dict[str, int] = {}
         oldest = now - self.ttl
+        links = self._links
         for depth in range(len(chain), 0, -1):
-            seen = self._links.get(chain[depth - 1])
-            if not seen:
-                continue
-            for replica, when in seen.items():
-                if when >= oldest and replica not in found:
-                    found[replica] = depth
+            seen = links.get(chain[depth - 1])
+            if seen is not None and seen[1] >= oldest and seen[0] not in found:
+                found[seen[0]] = depth
         return found
 
     def record(self, chain: Sequence[int], replica: str, now: float) -> None:
         """``replica`` is processing this prompt: after it, every link of the chain is in its cache."""
         links = self._links
+        entry = (replica, now)
         for link in chain:
-            seen = links.get(link)
-            if seen is None:
-                links[link] = {replica: now}
-            else:
-                seen[replica] = now
+            if link in links:
                 links.move_to_end(link)
+            links[link] = entry
         while len(links) > self.capacity:
             links.popitem(last=False)
 
     def forget(self, replica: str) -> None:
         """A replica restarted (its cache is empty): drop what it held. O(index); only on re-admission."""
-        for link in [k for k, seen in self._links.items() if seen.pop(replica, None) is not None and not seen]:
+        for link in [k for k, (r, _) in self._links.items() if r == replica]:
             del self._links[link]
-
-    def entries(self) -> int:
-        """(link, replica) pairs held: what the index's memory grows with."""
-        return sum(len(seen) for seen in self._links.values())
