@@ -92,6 +92,11 @@ class ChatWire:
     def native_request(self, provider: Provider, payload: Any) -> HTTPRequest:
         raise NotImplementedError
 
+    def upstream_headers(self, provider: Provider, request: Request) -> dict[str, str]:
+        """Headers of the client's request that a pass-through carries on (a protocol's opt-ins, such as
+        Anthropic's betas); none by default."""
+        return {}
+
     def passes_through(self, target: Resolved, call: ChatCall) -> bool:
         """Whether this request goes to the backend as the client's bytes. Not for a whole answer from
         llama-server: that one is streamed and assembled, so that a client leaving stops it (routing)."""
@@ -171,7 +176,9 @@ async def serve_chat(request: Request, wire: ChatWire) -> Response:
             needs = [Capability.STREAM if call.stream else Capability.CHAT, *needed_capabilities(call.req)]
 
             def build(p: Provider) -> HTTPRequest:
-                return wire.native_request(p, payload)
+                http = wire.native_request(p, payload)
+                extra = wire.upstream_headers(p, request)
+                return replace(http, headers={**http.headers, **extra}) if extra else http
 
             try:
                 if call.stream:

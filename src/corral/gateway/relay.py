@@ -212,6 +212,35 @@ def relay_stream(
     return StreamingResponse(body(), media_type=check.media_type, headers=STREAM_HEADERS)
 
 
+# Until the first event, an SSE comment this often (every SSE parser skips it): llama.cpp sends nothing
+# while it processes a prompt, minutes for an agent's 20k tokens on a CPU, and clients give up on a
+# silent stream (Claude Code after 300 s, then resends the request unstreamed: the work twice).
+KEEPALIVE_SECONDS = 10.0
+SSE_KEEPALIVE = b": keepalive\n\n"
+
+
+async def _with_keepalive(stream: AsyncChatStream, media_type: str) -> AsyncIterator[StreamEvent | None]:
+    """The stream's events, with None for each KEEPALIVE_SECONDS without one before the first (SSE
+    only); from then on the events as they come, with no task per event."""
+    events = stream.__aiter__()
+    if media_type == "text/event-stream":
+        first = asyncio.ensure_future(events.__anext__())
+        try:
+            while not (await asyncio.wait({first}, timeout=KEEPALIVE_SECONDS))[0]:
+                yield None
+            try:
+                event = first.result()
+            except StopAsyncIteration:
+                return
+        finally:
+            if not first.done():  # the client left while the prompt was processed
+                first.cancel()
+                await asyncio.gather(first, return_exceptions=True)
+        yield event
+    async for event in events:
+        yield event
+
+
 def translated_stream(
     gw: Gateway,
     rec: RequestRecord,
@@ -225,7 +254,10 @@ def translated_stream(
         # The writer starts with the first event (usage is known by then on llama.cpp); the headers
         # went out already, when the response started.
         try:
-            async for event in chat_stream:
+            async for event in _with_keepalive(chat_stream, writer.media_type):
+                if event is None:
+                    yield SSE_KEEPALIVE
+                    continue
                 rec.mark_first_byte()
                 if isinstance(event, Done):
                     u = event.response.usage

@@ -30,6 +30,17 @@ def _native_url(p: Provider, path: str) -> str:
     return f"{p.base_url}{path}"
 
 
+def client_betas(provider: Provider, request: Request) -> dict[str, str]:
+    """The client's ``anthropic-beta`` opt-ins, with the provider's own, for a request passed through to
+    Anthropic: Claude Code's bodies use fields (``context_management``, …) that Anthropic accepts
+    only under their betas."""
+    asked = [b.strip() for b in request.headers.get("anthropic-beta", "").split(",") if b.strip()]
+    if not asked:
+        return {}
+    own = [b.strip() for b in provider.headers().get("anthropic-beta", "").split(",") if b.strip()]
+    return {"anthropic-beta": ",".join(dict.fromkeys(own + asked))}
+
+
 #: how a relayed Messages stream ends (message_stop) and fails (an error event)
 _RELAY = RelayCheck(
     end=re.compile(rb'"type"\s*:\s*"message_stop"'),
@@ -55,6 +66,9 @@ class AnthropicMessages(ChatWire):
 
     def native_request(self, provider: Provider, payload: Any) -> HTTPRequest:
         return HTTPRequest("POST", _native_url(provider, "/v1/messages"), payload, model_route=True)
+
+    def upstream_headers(self, provider: Provider, request: Request) -> dict[str, str]:
+        return client_betas(provider, request)
 
     def response(self, resp: ChatResponse, call: ChatCall, model: str) -> dict[str, Any]:
         return anthropic_response(resp, model=model)
@@ -99,8 +113,10 @@ async def count_tokens(request: Request) -> Response:
             if upstream is not None:
                 forwarded["model"] = upstream
             _, raw = await target.client.passthrough(
-                lambda p: HTTPRequest("POST", _native_url(p, "/v1/messages/count_tokens"), forwarded), []
-            )
+                lambda p: HTTPRequest("POST", _native_url(p, "/v1/messages/count_tokens"), forwarded,
+                                      headers=client_betas(p, request)),
+                [],
+            )  # fmt: skip
             return Response(raw, media_type="application/json")
         # llama.cpp counts exactly: render the conversation and its tools with the model's template
         # (the system prompt is its first message), then tokenize with the template's special tokens.

@@ -11,7 +11,8 @@ field's path in Anthropic's style ("messages.0.content.1.type: ..."), also given
 * ``thinking`` ({type: enabled, budget_tokens} / disabled / adaptive) becomes corral's thinking
   fields (llama.cpp: enable_thinking and thinking_budget_tokens); ``top_k`` goes to extra_body,
   ``output_config.format`` (json_schema) to response_format; metadata, effort, cache_control,
-  context_management, disable_parallel_tool_use and unknown fields are ignored; server tools (a
+  context_management, disable_parallel_tool_use and unknown fields are ignored, and so is Claude Code's
+  per-request billing line in ``system`` (it would defeat llama.cpp's prompt cache); server tools (a
   ``type`` like "web_search_20250305") are refused.
 * Answers: reasoning is a ``thinking`` block with a signature (corral's, so the SDKs accept it and a
   client may send the block back in its history); a stop string that ended the answer is
@@ -186,13 +187,22 @@ def _messages(value: Any) -> tuple[list[Message], list[str]]:
     return out, system
 
 
+# Claude Code's first system block is an attribution line for Anthropic's billing whose hash follows the
+# conversation's first prompt ("x-anthropic-billing-header: cc_version=2.1.197.1c6; …"): ahead of the
+# system prompt it keeps llama.cpp from reusing a cached prompt across conversations (thousands of tokens
+# processed again on each `claude -p`). It says nothing to a model.
+_BILLING = "x-anthropic-billing-header:"
+
+
 def _system(value: Any, path: str = "system") -> str:
     if value is None or isinstance(value, str):
         return value or ""
     texts = []
     for j, block in enumerate(_blocks(value, path)):
         _need(block.get("type") == "text", f"{path}.{j}.type", f"must be 'text', got {block.get('type')!r}")
-        texts.append(_str(block, "text", f"{path}.{j}"))
+        text = _str(block, "text", f"{path}.{j}")
+        if not text.startswith(_BILLING):
+            texts.append(text)
     return "\n\n".join(t for t in texts if t)
 
 
