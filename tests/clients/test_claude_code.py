@@ -33,7 +33,8 @@ from ..gateway.scripted import Call, Scripted, Text
 from ..npm_tools import npm_tool
 
 CLAUDE_CODE_VERSION = "2.1.197"  # the version whose requests are in tests/gateway/data/claude_code
-OUTPUT_CAP = 48  # [models.gemma] max_output_tokens: what bounds the turn (Claude Code asks for 32,000+)
+OUTPUT_CAP = 48  # [models.gemma] max_output_tokens: what bounds a request (Claude Code asks for 32,000+)
+TEMPLATES = Path(__file__).parents[1] / "gateway" / "templates"
 
 
 @pytest.fixture(scope="session")
@@ -70,12 +71,14 @@ def run_claude(exe: Path, home: Path, url: str, prompt: str, *args: str, timeout
 # -- a turn on the real llama.cpp server -----------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def long_context_engine(gguf_path: Path) -> Iterator[EngineProcess]:
-    """The bundled model with room for Claude Code's prompt and tools (32k tokens, one slot), the
-    bundled tools template, and the demo sampling guards but not its 128-token -n: the gateway's cap
-    is what is tested. Flash attention and a 2048-token batch make its prompt processing faster on CPU."""
+    """The bundled model with room for Claude Code's prompt and tools (32k tokens, one slot) and the
+    bundled tools template, without the demo's 128-token -n: the gateway's cap is what limits a request.
+    A default grammar ends each answer after a short line, as an instruct model would end its turn: the
+    bundled base model rarely stops, and Claude Code answers an answer cut at max_tokens by asking to
+    continue, three times, then fails the turn. Flash attention and a 2048-token batch speed up the prompt."""
     engine = start_engine(
         gguf_path, "-c", "32768", "-np", "1", "--props", "--slots", "--metrics", "--jinja",
-        "--chat-template-file", str(BUNDLED_TEMPLATE), "--repeat-penalty", "1.1", "--dry-multiplier", "0.8",
+        "--chat-template-file", str(BUNDLED_TEMPLATE), "--grammar-file", str(TEMPLATES / "short-answer.gbnf"),
         "-fa", "on", "-b", "2048", "-ub", "2048",
     )  # fmt: skip
     yield engine
@@ -124,7 +127,10 @@ def test_a_claude_code_turn_on_the_real_llama_server_is_prompt_processing_plus_t
     processed = figures["prompt_tokens_total"]
     assert count.status_code == 200 and abs(count.json()["input_tokens"] - processed) <= processed * 0.02
     result = run["result"]
-    assert result["subtype"] == "success" and result["num_turns"] == 1
+    assert result["subtype"] == "success" and result["num_turns"] == 1 and result["result"].strip()
+    # The gateway's cap reached llama.cpp: Claude Code's 32,000 (with its thinking budget) became 48.
+    slot = httpx.get(f"{engine.url}/slots", timeout=30).json()[0]
+    assert sent[0]["max_tokens"] >= 32000 and slot["params"]["n_predict"] == OUTPUT_CAP
     # One request reached llama.cpp: the whole prompt with the 24 tools, and at most the capped output.
     assert figures["prompt_tokens_total"] > 15000
     assert 1 <= figures["tokens_predicted_total"] <= OUTPUT_CAP
