@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import logging
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from corral.manager.engine import EngineProcess
 
 from ..conftest import start_engine
 from ..gateway.conftest import RunningGateway
+from ..projector import IMAGE_TOKENS, tiny_png, write_tiny_projector
 
 pytestmark = pytest.mark.live
 
@@ -59,12 +61,45 @@ def test_gpu_and_kv_cache_flags_start_on_a_cpu_machine_and_are_reported(gguf_pat
 
 
 def test_mmproj_reaches_llama_cpps_multimodal_loader(gguf_path: Path, tmp_path: Path) -> None:
-    # No projector for this text-only model exists here: what matters is that --mmproj is no longer
-    # "unrecognized" but handed to llama.cpp, which names the file it could not load.
+    # A projector that is not there: --mmproj is handed to llama.cpp (not "unrecognized"), which names the file.
+    # A real one is loaded in test_gateway_runs_a_managed_vision_model_with_gpu_flags.
     engine = EngineProcess(gguf_path, ["-c", "512", "--mmproj", str(tmp_path / "x.gguf")], start_timeout=120)
     with pytest.raises(ServerUnreachable) as info:
         engine.start()
     assert "multimodal" in str(info.value) and "x.gguf" in str(info.value)
+
+
+@pytest.fixture(scope="session")
+def tiny_mmproj(gguf_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_tiny_projector(gguf_path, tmp_path_factory.mktemp("mmproj") / "mmproj-tiny.gguf")
+
+
+def _image_chat(model: str, with_image: bool) -> dict[str, object]:
+    url = "data:image/png;base64," + base64.b64encode(tiny_png()).decode()
+    parts: list[dict[str, object]] = [{"type": "text", "text": "What colour is this?"}]
+    parts += [{"type": "image_url", "image_url": {"url": url}}] if with_image else []
+    return {"model": model, "messages": [{"role": "user", "content": parts}], "max_tokens": 2, "temperature": 0}
+
+
+def test_gateway_runs_a_managed_vision_model_with_gpu_flags(gguf_path: Path, tiny_mmproj: Path,
+                                                            tmp_path: Path) -> None:  # fmt: skip
+    # Issue 13's "done when": -ngl/-fa/--cache-type-k/--mmproj together on the embedded engine, behind `corral serve`.
+    args = ["-c", "512", "-ngl", "99", "-fa", "on", "--cache-type-k", "q8_0", "--mmproj", str(tiny_mmproj)]
+    config = {"manager": {"state_dir": str(tmp_path), "models": {"eyes": {"gguf": str(gguf_path), "args": args}}}}
+    gw = RunningGateway(config)
+    try:
+        with httpx.Client(base_url=gw.url, timeout=170) as http:
+            text = http.post("/v1/chat/completions", json=_image_chat("eyes", with_image=False))
+            assert text.status_code == 200, text.text
+            seen = http.post("/v1/chat/completions", json=_image_chat("eyes", with_image=True))
+            assert seen.status_code == 200, seen.text
+            # The image reached the projector: it became prompt tokens (plus the begin/end-of-image markers).
+            grown = seen.json()["usage"]["prompt_tokens"] - text.json()["usage"]["prompt_tokens"]
+            assert grown >= IMAGE_TOKENS
+            assert http.get("/upstream/eyes/props").json()["modalities"]["vision"] is True
+            assert "vision" in http.post("/api/show", json={"model": "eyes"}).json()["capabilities"]
+    finally:
+        gw.stop()
 
 
 def test_unknown_flag_fails_naming_it_and_the_nearest(gguf_path: Path) -> None:
@@ -83,6 +118,9 @@ def test_gateway_runs_a_managed_model_with_gpu_flags(gguf_path: Path, tmp_path: 
         body = {"model": "gpu", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
         r = httpx.post(f"{gw.url}/v1/chat/completions", json=body, timeout=170)
         assert r.status_code == 200, r.text
+        # Without --mmproj an image is a clear client error, not a 500 or a silent text-only answer.
+        r = httpx.post(f"{gw.url}/v1/chat/completions", json=_image_chat("gpu", with_image=True), timeout=170)
+        assert r.status_code == 400 and "does not support image input" in r.json()["error"]["message"], r.text
     finally:
         gw.stop()
     assert any("accepted -ngl 99" in rec.getMessage() for rec in caplog.records)
