@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import base64
 import logging
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -74,11 +76,28 @@ def tiny_mmproj(gguf_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
     return write_tiny_projector(gguf_path, tmp_path_factory.mktemp("mmproj") / "mmproj-tiny.gguf")
 
 
+PNG = base64.b64encode(tiny_png()).decode()
+ASK = "What colour is this?"
+
+
 def _image_chat(model: str, with_image: bool) -> dict[str, object]:
-    url = "data:image/png;base64," + base64.b64encode(tiny_png()).decode()
-    parts: list[dict[str, object]] = [{"type": "text", "text": "What colour is this?"}]
-    parts += [{"type": "image_url", "image_url": {"url": url}}] if with_image else []
-    return {"model": model, "messages": [{"role": "user", "content": parts}], "max_tokens": 2, "temperature": 0}
+    parts: list[dict[str, object]] = [{"type": "text", "text": ASK}]
+    parts += [{"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PNG}"}}] if with_image else []
+    return {"model": model, "messages": [{"role": "user", "content": parts}], "max_tokens": 1, "temperature": 0}
+
+
+# One image in each wire protocol's own shape, and where that protocol reports the prompt's size.
+IMAGE_REQUESTS: dict[str, tuple[str, dict[str, object], Callable[[dict[str, Any]], int]]] = {
+    "openai": ("/v1/chat/completions", _image_chat("eyes", with_image=True), lambda r: r["usage"]["prompt_tokens"]),
+    "anthropic": ("/v1/messages", {"model": "eyes", "max_tokens": 1, "messages": [{"role": "user", "content": [
+        {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": PNG}},
+        {"type": "text", "text": ASK}]}]}, lambda r: r["usage"]["input_tokens"]),
+    "responses": ("/v1/responses", {"model": "eyes", "max_output_tokens": 1, "input": [{"role": "user", "content": [
+        {"type": "input_text", "text": ASK}, {"type": "input_image", "image_url": f"data:image/png;base64,{PNG}"}]}]},
+        lambda r: r["usage"]["input_tokens"]),
+    "ollama": ("/api/chat", {"model": "eyes", "stream": False, "options": {"num_predict": 1},
+               "messages": [{"role": "user", "content": ASK, "images": [PNG]}]}, lambda r: r["prompt_eval_count"]),
+}  # fmt: skip
 
 
 def test_gateway_runs_a_managed_vision_model_with_gpu_flags(gguf_path: Path, tiny_mmproj: Path,
@@ -91,13 +110,14 @@ def test_gateway_runs_a_managed_vision_model_with_gpu_flags(gguf_path: Path, tin
         with httpx.Client(base_url=gw.url, timeout=170) as http:
             text = http.post("/v1/chat/completions", json=_image_chat("eyes", with_image=False))
             assert text.status_code == 200, text.text
-            seen = http.post("/v1/chat/completions", json=_image_chat("eyes", with_image=True))
-            assert seen.status_code == 200, seen.text
-            # The image reached the projector: it became prompt tokens (plus the begin/end-of-image markers).
-            grown = seen.json()["usage"]["prompt_tokens"] - text.json()["usage"]["prompt_tokens"]
-            assert grown >= IMAGE_TOKENS
             assert http.get("/upstream/eyes/props").json()["modalities"]["vision"] is True
             assert "vision" in http.post("/api/show", json={"model": "eyes"}).json()["capabilities"]
+            for protocol, (path, body, prompt_tokens) in IMAGE_REQUESTS.items():
+                r = http.post(path, json=body)
+                assert r.status_code == 200, (protocol, r.text)
+                # The image reached the projector: it became prompt tokens (plus begin/end-of-image markers).
+                grown = prompt_tokens(r.json()) - text.json()["usage"]["prompt_tokens"]
+                assert grown >= IMAGE_TOKENS, (protocol, r.json())
     finally:
         gw.stop()
 
