@@ -1,7 +1,7 @@
 """Balancing replicas by where the KV cache is: corral cache-aware vs round-robin vs least-loaded vs
 LiteLLM's router (least-busy, simple-shuffle), on the same real llama.cpp replicas, in one run.
 
-    python benchmarks/balance.py [--replicas 2] [--conversations 4] [--turns 3] [--rounds 2] [--json out.json]
+    python benchmarks/balance.py [--replicas 2] [--conversations 6] [--turns 3] [--rounds 2] [--json out.json]
 
 Each contender is a gateway process in front of the same N llama-server replicas (the bundled gemma-3-270m,
 ``-c 4096 -np 4``: four slots, each holding one conversation's KV cache): ``corral serve`` with
@@ -269,7 +269,7 @@ def table(report: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--replicas", type=int, default=2)
-    p.add_argument("--conversations", type=int, default=4, help="per contender and round")
+    p.add_argument("--conversations", type=int, default=6, help="per contender and round")
     p.add_argument("--rounds", type=int, default=2, help="rounds of all contenders, in rotated order")
     p.add_argument("--turns", type=int, default=3)
     p.add_argument("--concurrency", type=int, default=2)
