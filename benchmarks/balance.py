@@ -49,6 +49,8 @@ from sdk_overhead import _child_env  # noqa: E402
 DEFAULT_LITELLM_VENV = HERE / ".venv-litellm"
 CONTENDERS = ("corral cache-aware", "corral round-robin", "corral least-loaded", "litellm least-busy",
               "litellm simple-shuffle")  # fmt: skip
+# Not in the default run: cache-aware without llama.cpp slot affinity (no id_slot), to measure what it adds.
+EXTRA = ("corral cache-aware-no-id-slot",)
 SYSTEM = "You are a terse assistant. " + " ".join(f"Guideline {i}: answer in a few words." for i in range(22))
 TOPICS = ["rivers", "volcanoes", "owls", "glaciers", "comets", "tides", "mosses", "deserts", "bridges", "violins"]
 
@@ -171,7 +173,9 @@ def corral_config(path: Path, replicas: list[str], strategy: str) -> None:
     for i, url in enumerate(replicas):
         lines += [f"[providers.r{i}]", 'type = "llamacpp"', f'base_url = "{url}"', ""]
     names = ", ".join(f'"r{i}"' for i in range(len(replicas)))
-    lines += ["[models.gemma]", f"provider = [{names}]", f'balance = "{strategy}"', ""]
+    slots = "false" if strategy.endswith("-no-id-slot") else "true"
+    strategy = strategy.removesuffix("-no-id-slot")
+    lines += ["[models.gemma]", f"provider = [{names}]", f'balance = "{strategy}"', f"slot_affinity = {slots}", ""]
     path.write_text("\n".join(lines))
 
 
@@ -193,6 +197,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     report: dict[str, Any] = {"args": vars(args), "contenders": {}}
     litellm = Path(args.litellm_venv) / "bin" / "litellm"
     wanted = [c for c in CONTENDERS if c.split()[0] in args.only or c in args.only]
+    wanted += [c for c in EXTRA if c in args.only]
     if not litellm.exists() and any(c.startswith("litellm") for c in wanted):
         report["litellm_skipped"] = f"no {litellm} (run with --setup-litellm)"
         log(report["litellm_skipped"])
@@ -276,7 +281,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--slots", type=int, default=4, help="llama-server -np: conversations a replica keeps cached")
     p.add_argument("--ctx", type=int, default=4096, help="llama-server -c (split over its slots)")
     p.add_argument("--seed", type=int, default=7)
-    p.add_argument("--only", default="corral,litellm", help="contenders: corral, litellm, or full names")
+    p.add_argument("--only", default="corral,litellm", help="corral, litellm, or full names, comma-separated "
+                   "(also 'corral cache-aware-no-id-slot')")  # fmt: skip
     p.add_argument("--litellm-venv", default=str(DEFAULT_LITELLM_VENV))
     p.add_argument("--setup-litellm", action="store_true", help="create the LiteLLM venv first")
     p.add_argument("--json", nargs="?", const="-", help="write the report as JSON (to PATH, or stdout)")
