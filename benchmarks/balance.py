@@ -12,15 +12,14 @@ every contender in turn, one at a time, the order rotated each round, so that a 
 machine does not fall on one contender.
 
 The workload, per contender and round (its conversations, system prompt included, are its own: no contender
-finds another's prompts in a replica's cache): ``--conversations`` conversations share a ~230-token system
-prompt and each opens with its own ~90-token question. Phase 1 sends every first turn (``--concurrency`` at a
-time); phase 2 sends the follow-up turns, shuffled across conversations (each conversation's turns stay in
-order), ``--concurrency`` at a time. All requests stream, ``max_tokens=4``, ``temperature=0``.
-
-Reported per contender: time to first token (p50/p95) of the follow-up turns and of all turns; the share of
-follow-up prompt tokens the replicas served from their cache, from each replica's own /metrics during phase 2:
-``prompt_tokens_cached_total / (prompt_tokens_total + prompt_tokens_cached_total)`` (llama-server counts the
-tokens it processed apart from those it reused); how the follow-up prompt tokens spread over the replicas;
+finds another's prompts in a replica's cache): ``--conversations`` conversations share a ~100-token system
+prompt and each opens with its own ~450-token message (a pasted draft to discuss). Phase 1 sends every first turn
+(``--concurrency`` at a time); phase 2 sends the follow-up turns, shuffled across conversations (each
+conversation's turns stay in order), ``--concurrency`` at a time. All requests stream, ``max_tokens=4``,
+``temperature=0``. Reported per contender: time to first token (p50/p95) of the follow-up turns and of all turns;
+the share of follow-up prompt tokens the replicas served from their cache, from each replica's own /metrics during
+phase 2: ``prompt_tokens_cached_total / (prompt_tokens_total + prompt_tokens_cached_total)`` (llama-server counts
+the tokens it processed apart from those it reused); how the follow-up prompt tokens spread over the replicas;
 throughput (requests/s over the contender's wall time).
 """
 
@@ -51,7 +50,7 @@ CONTENDERS = ("corral cache-aware", "corral round-robin", "corral least-loaded",
               "litellm simple-shuffle")  # fmt: skip
 # Not in the default run: cache-aware without llama.cpp slot affinity (no id_slot), to measure what it adds.
 EXTRA = ("corral cache-aware-no-id-slot",)
-SYSTEM = "You are a terse assistant. " + " ".join(f"Guideline {i}: answer in a few words." for i in range(22))
+SYSTEM = "You are a terse assistant. " + " ".join(f"Guideline {i}: answer in a few words." for i in range(8))
 TOPICS = ["rivers", "volcanoes", "owls", "glaciers", "comets", "tides", "mosses", "deserts", "bridges", "violins"]
 
 
@@ -60,10 +59,14 @@ def log(msg: str) -> None:
 
 
 def first_question(tag: str, n: int) -> str:
+    """A conversation's own opening: a pasted draft (~400 tokens) to talk about, as in a chat about a
+    document or code. What a follow-up can find cached is mostly this, not the shared system prompt."""
     topic = TOPICS[n % len(TOPICS)]
-    return f"[{tag}-{n}] I am writing a short school report about {topic}. " + " ".join(
-        f"Point {k}: tell me one fact about {topic} number {k}." for k in range(5)
+    draft = " ".join(
+        f"Paragraph {k}: {topic} matter to people in region {k * 7 + n} for reasons {k}, {k + 3} and {k + 9}."
+        for k in range(16)
     )
+    return f"[{tag}-{n}] Here is my draft school report about {topic}: {draft} What is missing?"
 
 
 def replica_metrics(url: str) -> dict[str, float]:
