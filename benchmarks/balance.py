@@ -1,24 +1,26 @@
 """Balancing replicas by where the KV cache is: corral cache-aware vs round-robin vs least-loaded vs
 LiteLLM's router (least-busy, simple-shuffle), on the same real llama.cpp replicas, in one run.
 
-    python benchmarks/balance.py [--replicas 2] [--conversations 6] [--turns 3] [--json out.json]
+    python benchmarks/balance.py [--replicas 2] [--conversations 6] [--turns 3] [--rounds 2] [--json out.json]
 
 Each contender is a gateway process in front of the same N llama-server replicas (the bundled gemma-3-270m,
 ``-c 4096 -np 4``: four slots, each holding one conversation's KV cache): ``corral serve`` with
-``[models.gemma] provider = [r0, r1, …]`` and ``balance = …``,
-and the LiteLLM proxy (from benchmarks/.venv-litellm, ``--setup-litellm`` creates it) with one deployment
-per replica and ``routing_strategy`` least-busy or simple-shuffle.
+``[models.gemma] provider = [r0, r1, …]`` and ``balance = …``, and the LiteLLM proxy (from
+benchmarks/.venv-litellm, ``--setup-litellm`` creates it) with one deployment per replica and
+``routing_strategy`` least-busy or simple-shuffle. All gateways start first; then ``--rounds`` rounds run
+every contender in turn, one at a time, the order rotated each round, so that a busy spell of the shared
+machine does not fall on one contender.
 
-The workload, per contender (its conversations are its own: no contender finds another's cache):
-``--conversations`` conversations share a ~200-token system prompt and each opens with its own ~60-token
-question. Phase 1 sends every first turn (``--concurrency`` at a time); phase 2 sends the follow-up turns,
-shuffled across conversations (each conversation's turns stay in order), ``--concurrency`` at a time. All
-requests stream, ``max_tokens=4``, ``temperature=0``.
-
-Reported per contender: time to first token (p50/p95) of the follow-up turns and of all turns; the share
-of follow-up prompt tokens the replicas served from their cache (``llamacpp:prompt_tokens_cached_total``
-over ``llamacpp:prompt_tokens_total`` on each replica's own /metrics, phase 2 only); how the follow-ups
-spread over replicas; throughput (requests/s over the whole workload).
+The workload, per contender and round (its conversations, system prompt included, are its own: no contender
+finds another's prompts in a replica's cache): ``--conversations`` conversations share a ~100-token system
+prompt and each opens with its own ~450-token message (a pasted draft to discuss). Phase 1 sends every first turn
+(``--concurrency`` at a time); phase 2 sends the follow-up turns, shuffled across conversations (each
+conversation's turns stay in order), ``--concurrency`` at a time. All requests stream, ``max_tokens=4``,
+``temperature=0``. Reported per contender: time to first token (p50/p95) of the follow-up turns and of all turns;
+the share of follow-up prompt tokens the replicas served from their cache, from each replica's own /metrics during
+phase 2: ``prompt_tokens_cached_total / (prompt_tokens_total + prompt_tokens_cached_total)`` (llama-server counts
+the tokens it processed apart from those it reused); how the follow-up prompt tokens spread over the replicas;
+throughput (requests/s over the contender's wall time).
 """
 
 from __future__ import annotations
@@ -46,7 +48,9 @@ from sdk_overhead import _child_env  # noqa: E402
 DEFAULT_LITELLM_VENV = HERE / ".venv-litellm"
 CONTENDERS = ("corral cache-aware", "corral round-robin", "corral least-loaded", "litellm least-busy",
               "litellm simple-shuffle")  # fmt: skip
-SYSTEM = "You are a terse assistant. " + " ".join(f"Guideline {i}: answer in a few words." for i in range(22))
+# Not in the default run: cache-aware without llama.cpp slot affinity (no id_slot), to measure what it adds.
+EXTRA = ("corral cache-aware-no-id-slot",)
+SYSTEM = "You are a terse assistant. " + " ".join(f"Guideline {i}: answer in a few words." for i in range(8))
 TOPICS = ["rivers", "volcanoes", "owls", "glaciers", "comets", "tides", "mosses", "deserts", "bridges", "violins"]
 
 
@@ -55,10 +59,14 @@ def log(msg: str) -> None:
 
 
 def first_question(tag: str, n: int) -> str:
+    """A conversation's own opening: a pasted draft (~400 tokens) to talk about, as in a chat about a
+    document or code. What a follow-up can find cached is mostly this, not the shared system prompt."""
     topic = TOPICS[n % len(TOPICS)]
-    return f"[{tag}-{n}] I am writing a short school report about {topic}. " + " ".join(
-        f"Point {k}: tell me one fact about {topic} number {k}." for k in range(5)
+    draft = " ".join(
+        f"Paragraph {k}: {topic} matter to people in region {k * 7 + n} for reasons {k}, {k + 3} and {k + 9}."
+        for k in range(16)
     )
+    return f"[{tag}-{n}] Here is my draft school report about {topic}: {draft} What is missing?"
 
 
 def replica_metrics(url: str) -> dict[str, float]:
@@ -95,7 +103,7 @@ async def ask(client: httpx.AsyncClient, url: str, messages: list[dict[str, str]
 
 
 async def workload(url: str, tag: str, args: argparse.Namespace, replicas: list[str]) -> dict[str, Any]:
-    rng = random.Random(args.seed)
+    rng = random.Random(f"{args.seed}-{tag}")
     # Each contender's own system prompt too: none finds a prompt another contender left in a replica's cache.
     system = f"[{tag}] {SYSTEM}"
     convos = [[{"role": "system", "content": system}, {"role": "user", "content": first_question(tag, n)}]
@@ -135,20 +143,31 @@ async def workload(url: str, tag: str, args: argparse.Namespace, replicas: list[
     # in its cache (prompt_tokens_cached_total): a request's prompt is their sum
     cached = [a["prompt_tokens_cached_total"] - b["prompt_tokens_cached_total"] for a, b in pairs]
     prompt = [a["prompt_tokens_total"] - b["prompt_tokens_total"] + c for (a, b), c in zip(pairs, cached, strict=True)]
-    rates = {k: [a.get(k, 0.0) for a in after] for k in ("prompt_tokens_seconds", "predicted_tokens_seconds")}
-    requests = args.conversations * args.turns
+    rates = [[a.get("prompt_tokens_seconds", 0.0), a.get("predicted_tokens_seconds", 0.0)] for a in after]
+    return {"ttft_first": ttft_first, "ttft_follow": ttft_follow, "prompt": prompt, "cached": cached,
+            "wall_s": wall, "requests": args.conversations * args.turns, "rates": rates}  # fmt: skip
+
+
+def summarize(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """One contender's rounds together."""
+    first = [t for r in rounds for t in r["ttft_first"]]
+    follow = [t for r in rounds for t in r["ttft_follow"]]
+    prompt = [sum(col) for col in zip(*(r["prompt"] for r in rounds), strict=True)]
+    cached = [sum(col) for col in zip(*(r["cached"] for r in rounds), strict=True)]
+    wall = sum(r["wall_s"] for r in rounds)
+    requests = sum(r["requests"] for r in rounds)
     return {
-        "ttft_follow_p50_ms": pct(ttft_follow, 0.5) * 1000,
-        "ttft_follow_p95_ms": pct(ttft_follow, 0.95) * 1000,
-        "ttft_all_p50_ms": pct(ttft_first + ttft_follow, 0.5) * 1000,
-        "ttft_all_p95_ms": pct(ttft_first + ttft_follow, 0.95) * 1000,
+        "ttft_follow_p50_ms": pct(follow, 0.5) * 1000,
+        "ttft_follow_p95_ms": pct(follow, 0.95) * 1000,
+        "ttft_all_p50_ms": pct(first + follow, 0.5) * 1000,
+        "ttft_all_p95_ms": pct(first + follow, 0.95) * 1000,
         "followup_prompt_tokens": sum(prompt),
         "followup_cached_share": sum(cached) / sum(prompt) if sum(prompt) else float("nan"),
         "followup_prompt_tokens_per_replica": prompt,
-        "replica_rates_tok_s": rates,  # llama.cpp's own average prompt / generation rates, per replica
         "requests": requests,
         "wall_s": wall,
         "throughput_rps": requests / wall,
+        "rounds": rounds,
     }
 
 
@@ -157,7 +176,9 @@ def corral_config(path: Path, replicas: list[str], strategy: str) -> None:
     for i, url in enumerate(replicas):
         lines += [f"[providers.r{i}]", 'type = "llamacpp"', f'base_url = "{url}"', ""]
     names = ", ".join(f'"r{i}"' for i in range(len(replicas)))
-    lines += ["[models.gemma]", f"provider = [{names}]", f'balance = "{strategy}"', ""]
+    slots = "false" if strategy.endswith("-no-id-slot") else "true"
+    strategy = strategy.removesuffix("-no-id-slot")
+    lines += ["[models.gemma]", f"provider = [{names}]", f'balance = "{strategy}"', f"slot_affinity = {slots}", ""]
     path.write_text("\n".join(lines))
 
 
@@ -179,6 +200,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     report: dict[str, Any] = {"args": vars(args), "contenders": {}}
     litellm = Path(args.litellm_venv) / "bin" / "litellm"
     wanted = [c for c in CONTENDERS if c.split()[0] in args.only or c in args.only]
+    wanted += [c for c in EXTRA if c in args.only]
     if not litellm.exists() and any(c.startswith("litellm") for c in wanted):
         report["litellm_skipped"] = f"no {litellm} (run with --setup-litellm)"
         log(report["litellm_skipped"])
@@ -194,7 +216,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             e.start()
             engines.append(e)
         replicas = [str(e.url) for e in engines]
-        for k, contender in enumerate(wanted):
+        urls: dict[str, str] = {}
+        for k, contender in enumerate(wanted):  # every gateway up before the first round
             kind, strategy = contender.split()
             port = free_port()
             cfg = tmp / f"{k}.conf"
@@ -208,14 +231,24 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 argv = [str(litellm), "--config", str(cfg), "--host", "127.0.0.1", "--port", str(port)]
                 health, genv = "/health/liveliness", litellm_env(env)
             log(f"{contender}: starting the gateway")
-            with gateway(contender, argv, genv, port, health) as gw:
-                gw.wait_ready(300.0)
-                url = f"http://127.0.0.1:{port}"
-                log(f"{contender}: {args.conversations} conversations x {args.turns} turns")
-                result = asyncio.run(workload(url, f"c{k}", args, replicas))
-            report["contenders"][contender] = result
-            shown = {k2: round(v, 3) if isinstance(v, float) else v for k2, v in result.items()}
-            log(f"{contender}: {json.dumps(shown)}")
+            stack.enter_context(gateway(contender, argv, genv, port, health)).wait_ready(300.0)
+            urls[contender] = f"http://127.0.0.1:{port}"
+        # Rounds, the contenders in turn (rotated each round): a busy spell of the shared machine falls on
+        # all of them, not on one. One contender at a time: the replicas' /metrics deltas are its own.
+        rounds: dict[str, list[dict[str, Any]]] = {c: [] for c in wanted}
+        for r in range(args.rounds):
+            order = wanted[r % len(wanted) :] + wanted[: r % len(wanted)]
+            for contender in order:
+                k = wanted.index(contender)
+                log(
+                    f"round {r + 1}/{args.rounds}, {contender}: {args.conversations} conversations x {args.turns} turns"
+                )
+                got = asyncio.run(workload(urls[contender], f"c{k}r{r}", args, replicas))
+                rounds[contender].append(got)
+                share = sum(got["cached"]) / max(1, sum(got["prompt"]))
+                log(f"  follow-up cached share {share:.1%}, wall {got['wall_s']:.1f} s")
+        for contender in wanted:
+            report["contenders"][contender] = summarize(rounds[contender])
     return report
 
 
@@ -244,13 +277,15 @@ def table(report: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--replicas", type=int, default=2)
-    p.add_argument("--conversations", type=int, default=6)
+    p.add_argument("--conversations", type=int, default=6, help="per contender and round")
+    p.add_argument("--rounds", type=int, default=2, help="rounds of all contenders, in rotated order")
     p.add_argument("--turns", type=int, default=3)
     p.add_argument("--concurrency", type=int, default=2)
     p.add_argument("--slots", type=int, default=4, help="llama-server -np: conversations a replica keeps cached")
     p.add_argument("--ctx", type=int, default=4096, help="llama-server -c (split over its slots)")
     p.add_argument("--seed", type=int, default=7)
-    p.add_argument("--only", default="corral,litellm", help="contenders: corral, litellm, or full names")
+    p.add_argument("--only", default="corral,litellm", help="corral, litellm, or full names, comma-separated "
+                   "(also 'corral cache-aware-no-id-slot')")  # fmt: skip
     p.add_argument("--litellm-venv", default=str(DEFAULT_LITELLM_VENV))
     p.add_argument("--setup-litellm", action="store_true", help="create the LiteLLM venv first")
     p.add_argument("--json", nargs="?", const="-", help="write the report as JSON (to PATH, or stdout)")

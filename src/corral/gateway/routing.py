@@ -61,6 +61,7 @@ class Router:
         self.gates: dict[str, Gate] = {}  # route name -> its concurrency limit and queue
         self.managed_balancers: dict[str, Balancer] = {}  # a managed model with replicas -> its balancer
         self._poller: asyncio.Task[None] | None = None
+        self._first_polls: dict[str, asyncio.Future[Any]] = {}  # each replicated route's first poll
         self.poll_interval = 1.0
 
     async def aclose(self) -> None:
@@ -183,6 +184,16 @@ class Router:
                             frozenset({"llamacpp"}))  # fmt: skip
         resolved = self.resolve(model)
         rec.label = resolved.route.name if resolved.route.name != "*" else "default"
+        if resolved.route.replicas:
+            # Once, before the model's first requests: the replicas' slots and health, so that even the
+            # first conversations get their own llama-server slot (later polls run in the background).
+            first = self._first_polls.get(resolved.route.name)
+            if first is None:
+                poll = resolved.client.poll_replicas(timeout=2.0)
+                first = self._first_polls[resolved.route.name] = asyncio.ensure_future(poll)
+            if not first.done():
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(first)
         await self._admit(resolved.route, rec)
         return resolved
 
