@@ -1,6 +1,6 @@
 """A translated stream whose backend is silent before its first token (llama.cpp processing a long
-prompt) gets SSE keepalive comments, so a client's idle watchdog (Claude Code's: 300 s, then it sends the
-whole request again unstreamed) does not give up; the SDKs read the stream as usual."""
+prompt) gets SSE keepalive comments, so a byte-level read timeout (an SDK's, a proxy's) does not fire
+while the prompt is processed; the SDKs read the stream as usual, and a client leaving still cancels."""
 
 from __future__ import annotations
 
@@ -61,3 +61,31 @@ def test_ndjson_streams_get_no_keepalive(gw: RunningGateway) -> None:
                    timeout=10)  # fmt: skip
     lines = [json.loads(line) for line in r.text.splitlines()]  # every line is JSON: nothing else was added
     assert lines[0]["message"]["content"] == "late" and lines[-1]["done"] is True
+
+
+def test_a_client_leaving_before_the_first_event_closes_the_upstream(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(relay, "KEEPALIVE_SECONDS", 0.1)
+    written: list[int] = []
+
+    def endless(body: dict[str, object]) -> Reply:
+        def chunks() -> Iterator[bytes]:
+            time.sleep(FIRST_TOKEN_AFTER)
+            for i in range(200):  # 10 s of tokens, unless the gateway hangs up
+                written.append(i)
+                yield sse({"choices": [{"index": 0, "delta": {"content": "x"}, "finish_reason": None}]}, done=False)[0]
+                time.sleep(0.05)
+
+        return 200, "text/event-stream", chunks()
+
+    up = Canned({"/v1/chat/completions": endless})
+    gw = RunningGateway(gateway_config({"up": {"type": "openai", "base_url": f"{up.url}/v1", "api_key": "k"}}))
+    try:
+        body = {"model": "m", "max_tokens": 500, "stream": True, "messages": [{"role": "user", "content": "hi"}]}
+        with httpx.stream("POST", f"{gw.url}/v1/messages", json=body, timeout=10) as r:
+            first = next(r.iter_bytes())
+            assert first.startswith(b": keepalive")  # still silent upstream: the client leaves now
+        time.sleep(FIRST_TOKEN_AFTER + 1.5)
+        assert 1 <= len(written) < 40, len(written)  # the upstream connection was closed at once
+    finally:
+        gw.stop()
+        up.close()

@@ -213,8 +213,10 @@ def relay_stream(
 
 
 # Until the first event, an SSE comment this often (every SSE parser skips it): llama.cpp sends nothing
-# while it processes a prompt, minutes for an agent's 20k tokens on a CPU, and clients give up on a
-# silent stream (Claude Code after 300 s, then resends the request unstreamed: the work twice).
+# while it processes a prompt, minutes for an agent's 20k tokens on a CPU, and a client's read timeout
+# or a proxy's gives up on a silent connection (Claude Code's did at 300 s and resent the request
+# unstreamed). A watchdog that counts events rather than bytes (Claude Code's own, 300 s unless
+# CLAUDE_STREAM_IDLE_TIMEOUT_MS says more) is not fed by comments: nothing but the answer's events is.
 KEEPALIVE_SECONDS = 10.0
 SSE_KEEPALIVE = b": keepalive\n\n"
 
