@@ -24,7 +24,7 @@ turns in rounds, in a rotating order, so that machine noise falls on all of them
 is warmed up before timing. Also measured: each gateway's ready time (spawn to /health answering)
 and its resident memory while idle.
 
-    /work/venv/bin/python benchmarks/gateway_overhead.py [--setup-litellm] [--quick] [--no-litellm]
+    python benchmarks/gateway_overhead.py [--setup-litellm] [--quick] [--no-litellm]
         [--json out.json]
 
 Loopback only; every process started here is stopped and reaped, also on Ctrl-C and SIGTERM.

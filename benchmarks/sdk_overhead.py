@@ -22,7 +22,7 @@ must not be installed in the project venv.
 
 Also measured, each in fresh subprocesses: ``import corral`` time and RSS after it.
 
-    /work/venv/bin/python benchmarks/sdk_overhead.py [--setup-litellm] [-n 2000] [--json [PATH]]
+    python benchmarks/sdk_overhead.py [--setup-litellm] [-n 2000] [--json [PATH]]
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ Generated in shape from client.py; keep the two in step (tests/unit/test_public_
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from functools import partial
 from pathlib import Path
 from types import ModuleType
@@ -74,6 +74,39 @@ def _content(req: HTTPRequest, wire: ModuleType) -> bytes | None:
 
 
 __all__ = ["AsyncClient"]
+
+
+class _Counted:
+    """An open stream that ends its replica's in-flight count when it is closed; a connection that
+    broke while it was read counts as the replica's failure."""
+
+    __slots__ = ("_broken", "_done", "_stream", "headers", "status")
+
+    def __init__(self, stream: OpenStream, done: Callable[[bool], None]) -> None:
+        self._stream, self._done = stream, done
+        self.status, self.headers = stream.status, stream.headers
+        self._broken = False
+
+    async def aiter_bytes(self) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in self._stream.aiter_bytes():
+                yield chunk
+        except TransportFailure:
+            self._broken = True
+            raise
+
+    async def aread(self) -> bytes:
+        try:
+            return await self._stream.aread()
+        except TransportFailure:
+            self._broken = True
+            raise
+
+    async def aclose(self) -> None:
+        try:
+            await self._stream.aclose()
+        finally:
+            self._done(self._broken)
 
 
 class AsyncClient(ClientBase):
@@ -216,24 +249,40 @@ class AsyncClient(ClientBase):
             if not known:
                 raise UnsupportedCapability(provider.name, str(cap), "the server reports it is not enabled")
 
-    async def _execute(self, build: Callable[[Provider], Call[T]], needs: Sequence[Capability], timeout: Any) -> T:
-        """Run on the primary provider, then along the fallback chain when an error allows it."""
-        candidates = self._candidates()
-        index = 0
+    async def _execute(
+        self,
+        build: Callable[[Provider], Call[T]],
+        needs: Sequence[Capability],
+        timeout: Any,
+        messages: Sequence[Any] = (),
+    ) -> T:
+        """Run on the primary provider (or a replica the balancer picks by ``messages``), then on the
+        other replicas and along the fallback chain when an error allows it."""
+        plan = self._plan(messages)
         while True:
             try:
-                name = candidates[index]
+                name = plan.name
                 provider = await self.get_provider() if name is None else self._other(name)
                 await self._require(provider, needs, timeout)
-                call = build(provider)
-                return await self._retrying(partial(self._run, call, timeout, provider), provider)
+                call = plan.pinned(build(provider))
+                result = await self._retrying(partial(self._run, call, timeout, provider), provider)
             except CorralError as exc:
-                if not self._next_after(candidates, index, exc):
+                plan.ended(exc)
+                if not plan.advance(exc):
                     raise
-                index += 1
+                continue
+            except BaseException as exc:  # cancelled: the replica is free again, its health unknown
+                plan.ended(exc)
+                raise
+            plan.ended(None)
+            return result
 
     async def _open_stream(
-        self, make_call: Callable[[Provider], StreamCall], needs: Sequence[Capability], timeout: Any
+        self,
+        make_call: Callable[[Provider], StreamCall],
+        needs: Sequence[Capability],
+        timeout: Any,
+        messages: Sequence[Any] = (),
     ) -> tuple[Provider, StreamCall, OpenStream]:
         """Open a stream, retrying and falling back only until the response starts: once a byte
         has reached the caller, a failure is the caller's to see."""
@@ -262,47 +311,64 @@ class AsyncClient(ClientBase):
                 wire.check_status(provider, http, stream.status, body, stream.headers)
             return stream
 
-        candidates = self._candidates()
-        index = 0
+        plan = self._plan(messages)
         while True:
             try:
-                name = candidates[index]
+                name = plan.name
                 provider = await self.get_provider() if name is None else self._other(name)
                 await self._require(provider, needs, timeout)
-                call = make_call(provider)
+                call = plan.pinned(make_call(provider))
                 stream = await self._retrying(partial(open_once, provider, call), provider)
-                return provider, call, stream
             except CorralError as exc:
-                if not self._next_after(candidates, index, exc):
+                plan.ended(exc)
+                if not plan.advance(exc):
                     raise
-                index += 1
+                continue
+            except BaseException as exc:
+                plan.ended(exc)
+                raise
+            if self.balancer is not None:  # the replica stays in flight until the stream is closed
+                stream = _Counted(stream, plan.release())
+            return provider, call, stream
 
     # -- prepared requests, for gateways: a ChatRequest built from another wire format --------------------------
     async def chat_request(self, req: ChatRequest, *, timeout: Any = UNSET) -> ChatResponse:
         """chat() for an already-built :class:`~corral.providers.base.ChatRequest`."""
-        return await self._execute(lambda p: p.chat(req), [Capability.CHAT, *needed_capabilities(req)], timeout)
+        needs = [Capability.CHAT, *needed_capabilities(req)]
+        return await self._execute(lambda p: p.chat(req), needs, timeout, req.messages)
 
     def stream_request(self, req: ChatRequest, *, timeout: Any = UNSET) -> AsyncChatStream:
         """stream() for an already-built :class:`~corral.providers.base.ChatRequest`."""
         from .stream import AsyncChatStream
 
         needs = [Capability.STREAM, *needed_capabilities(req)]
-        return AsyncChatStream(lambda: self._open_stream(lambda p: p.stream_chat(req), needs, timeout))
+        return AsyncChatStream(lambda: self._open_stream(lambda p: p.stream_chat(req), needs, timeout, req.messages))
 
     # -- pass-through, for gateways: the bytes of the provider's own answer, with corral's routing --------
     async def passthrough(
-        self, build: Callable[[Provider], HTTPRequest], needs: Sequence[Capability], *, timeout: Any = UNSET
+        self,
+        build: Callable[[Provider], HTTPRequest],
+        needs: Sequence[Capability],
+        *,
+        timeout: Any = UNSET,
+        affinity: Sequence[Any] = (),
     ) -> tuple[Provider, bytes]:
         """Send ``build(provider)`` as it is, with retries and fallbacks; the raw 2xx body back.
-        HTTP errors raise corral errors as for any call."""
+        HTTP errors raise corral errors as for any call. ``affinity``: the request's messages, for the
+        cache-aware choice of a replica."""
 
         def call(p: Provider) -> Call[tuple[Provider, bytes]]:
             return Call(build(p), lambda status, raw: (p, raw))
 
-        return await self._execute(call, needs, timeout)
+        return await self._execute(call, needs, timeout, affinity)
 
     async def passthrough_stream(
-        self, build: Callable[[Provider], HTTPRequest], needs: Sequence[Capability], *, timeout: Any = UNSET
+        self,
+        build: Callable[[Provider], HTTPRequest],
+        needs: Sequence[Capability],
+        *,
+        timeout: Any = UNSET,
+        affinity: Sequence[Any] = (),
     ) -> tuple[Provider, OpenStream]:
         """Open ``build(provider)`` as a stream, with retries and fallbacks until it starts. The caller
         reads ``aiter_bytes()`` and must ``aclose()`` it (closing early cancels the generation)."""
@@ -310,12 +376,27 @@ class AsyncClient(ClientBase):
         def call(p: Provider) -> StreamCall:
             return StreamCall(build(p), lambda: _NO_STATE)
 
-        provider, _, stream = await self._open_stream(call, needs, timeout)
+        provider, _, stream = await self._open_stream(call, needs, timeout, affinity)
         return provider, stream
 
     async def _native(self, capability: Capability, build: Callable[[LlamaCppProvider], Call[T]], timeout: Any) -> T:
         """llama.cpp's own routes: the provider lists the capability only if it has them."""
         return await self._execute(lambda p: build(p), [capability], timeout)  # type: ignore[arg-type]
+
+    # -- replicas ---------------------------------------------------------------------------------------------
+    async def poll_replicas(self, *, timeout: float | None = 2.0) -> dict[str, dict[str, Any]]:
+        """Ask each replica of this client's model how loaded and healthy it is (llama-server's ``/slots``,
+        else its health check) and tell the balancer; then the replicas' state. Cheap: the gateway runs
+        it every second in the background, never on a request's path. Without replicas: ``{}``."""
+        if self.balancer is None:
+            return {}
+        for name, provider, call in self._poll_calls():
+            try:
+                result: Any = await self._run(call, timeout, provider)
+            except CorralError as exc:
+                result = exc
+            self._polled(name, result)
+        return self.balancer.snapshot()
 
     # -- chat -----------------------------------------------------------------------------------------------
     async def chat(
@@ -351,7 +432,8 @@ class AsyncClient(ClientBase):
             grammar=grammar,
             extra_body=extra_body,
         )
-        return await self._execute(lambda p: p.chat(req), [Capability.CHAT, *needed_capabilities(req)], timeout)
+        needs = [Capability.CHAT, *needed_capabilities(req)]
+        return await self._execute(lambda p: p.chat(req), needs, timeout, req.messages)
 
     def stream(
         self,
@@ -389,7 +471,7 @@ class AsyncClient(ClientBase):
             extra_body=extra_body,
         )
         needs = [Capability.STREAM, *needed_capabilities(req)]
-        return AsyncChatStream(lambda: self._open_stream(lambda p: p.stream_chat(req), needs, timeout))
+        return AsyncChatStream(lambda: self._open_stream(lambda p: p.stream_chat(req), needs, timeout, req.messages))
 
     async def complete(
         self,

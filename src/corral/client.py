@@ -44,6 +44,26 @@ T = TypeVar("T")
 __all__ = ["Client"]
 
 
+class _Counted:
+    """A stream's context manager that ends its replica's in-flight count on exit."""
+
+    __slots__ = ("_cm", "_done")
+
+    def __init__(self, cm: AbstractContextManager[httpx.Response], done: Callable[[bool], None]) -> None:
+        self._cm, self._done = cm, done
+
+    def __enter__(self) -> httpx.Response:
+        return self._cm.__enter__()
+
+    def __exit__(self, *exc: Any) -> bool | None:
+        import httpx
+
+        try:
+            return self._cm.__exit__(*exc)
+        finally:
+            self._done(isinstance(exc[1], httpx.TransportError))
+
+
 class Client(ClientBase):
     """One interface to llama.cpp and cloud LLMs.
 
@@ -179,21 +199,33 @@ class Client(ClientBase):
             if not known:
                 raise UnsupportedCapability(provider.name, str(cap), "the server reports it is not enabled")
 
-    def _execute(self, build: Callable[[Provider], Call[T]], needs: Sequence[Capability], timeout: Any) -> T:
-        """Run on the primary provider, then along the fallback chain when an error allows it."""
-        candidates = self._candidates()
-        index = 0
+    def _execute(
+        self,
+        build: Callable[[Provider], Call[T]],
+        needs: Sequence[Capability],
+        timeout: Any,
+        messages: Sequence[Any] = (),
+    ) -> T:
+        """Run on the primary provider (or a replica the balancer picks by ``messages``), then on the
+        other replicas and along the fallback chain when an error allows it."""
+        plan = self._plan(messages)
         while True:
             try:
-                name = candidates[index]
+                name = plan.name
                 provider = self.provider if name is None else self._other(name)
                 self._require(provider, needs, timeout)
-                call = build(provider)
-                return self._retrying(partial(self._run, call, timeout, provider), provider)
+                call = plan.pinned(build(provider))
+                result = self._retrying(partial(self._run, call, timeout, provider), provider)
             except CorralError as exc:
-                if not self._next_after(candidates, index, exc):
+                plan.ended(exc)
+                if not plan.advance(exc):
                     raise
-                index += 1
+                continue
+            except BaseException as exc:
+                plan.ended(exc)
+                raise
+            plan.ended(None)
+            return result
 
     def _open_stream(
         self, req: ChatRequest, needs: Sequence[Capability], timeout: Any
@@ -230,24 +262,44 @@ class Client(ClientBase):
                 check_status(provider, http, response.status_code, body, response.headers)
             return cm, response
 
-        candidates = self._candidates()
-        index = 0
+        plan = self._plan(req.messages)
         while True:
             try:
-                name = candidates[index]
+                name = plan.name
                 provider = self.provider if name is None else self._other(name)
                 self._require(provider, needs, timeout)
-                call = provider.stream_chat(req)
+                call = plan.pinned(provider.stream_chat(req))
                 cm, response = self._retrying(partial(open_once, provider, call), provider)
-                return provider, call, cm, response
             except CorralError as exc:
-                if not self._next_after(candidates, index, exc):
+                plan.ended(exc)
+                if not plan.advance(exc):
                     raise
-                index += 1
+                continue
+            except BaseException as exc:
+                plan.ended(exc)
+                raise
+            if self.balancer is not None:  # the replica stays in flight until the stream is closed
+                cm = _Counted(cm, plan.release())
+            return provider, call, cm, response
 
     def _native(self, capability: Capability, build: Callable[[LlamaCppProvider], Call[T]], timeout: Any) -> T:
         """llama.cpp's own routes: the provider lists the capability only if it has them."""
         return self._execute(lambda p: build(p), [capability], timeout)  # type: ignore[arg-type]
+
+    # -- replicas ---------------------------------------------------------------------------------------------
+    def poll_replicas(self, *, timeout: float | None = 2.0) -> dict[str, dict[str, Any]]:
+        """Ask each replica of this client's model how loaded and healthy it is (llama-server's ``/slots``,
+        else its health check) and tell the balancer; then the replicas' state. Cheap: the gateway runs
+        it every second in the background, never on a request's path. Without replicas: ``{}``."""
+        if self.balancer is None:
+            return {}
+        for name, provider, call in self._poll_calls():
+            try:
+                result: Any = self._run(call, timeout, provider)
+            except CorralError as exc:
+                result = exc
+            self._polled(name, result)
+        return self.balancer.snapshot()
 
     # -- chat -----------------------------------------------------------------------------------------------
     def chat(
@@ -283,7 +335,7 @@ class Client(ClientBase):
             grammar=grammar,
             extra_body=extra_body,
         )
-        return self._execute(lambda p: p.chat(req), [Capability.CHAT, *needed_capabilities(req)], timeout)
+        return self._execute(lambda p: p.chat(req), [Capability.CHAT, *needed_capabilities(req)], timeout, req.messages)
 
     def stream(
         self,

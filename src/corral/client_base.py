@@ -3,23 +3,32 @@ the retry policy, argument checks. The two drivers differ only in how they wait 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from .capabilities import Capability
 from .config import DEFAULT_LLAMACPP_URL, ProviderConfig, Secret, Settings
-from .errors import ConfigurationError, CorralError, UnsupportedCapability
-from .providers.base import UNSET, check_sampling
+from .errors import ConfigurationError, CorralError, ProviderError, ServerError, UnsupportedCapability
+from .providers.base import UNSET, Call, HTTPRequest, check_sampling
 from .registry import create_provider, resolve_with_settings
 from .retry import RetryPolicy, Routing, falls_back
 
 if TYPE_CHECKING:
+    from .balance import Balancer, ModelPolicy
     from .manager.engine import EngineProcess
     from .providers.base import Provider
 
-__all__ = ["ClientBase", "completion_params", "embed_inputs"]
+__all__ = ["ClientBase", "Plan", "completion_params", "embed_inputs"]
+
+
+class _Sends(Protocol):
+    @property
+    def request(self) -> HTTPRequest: ...
+
+
+C = TypeVar("C", bound=_Sends)  # a Call or a StreamCall
 
 
 class ClientBase:
@@ -47,6 +56,11 @@ class ClientBase:
         )
         known = list(self.settings.providers) if self.settings else []
         self.routing = Routing.from_table(self.settings.raw.get("routing") if self.settings else None, known)
+        #: a ``[models.<name>]`` with replicas named as the target: its policy and balancer (else None)
+        self.policy: ModelPolicy | None = _replica_policy(self.settings, target or provider)
+        self.balancer: Balancer | None = self.policy.balancer() if self.policy is not None else None
+        self._route_name = (target or provider or self.config.name) if self.balancer else self.config.name
+        self._no_slots: set[str] = set()
         self._max_retries = max_retries
         self._provider: Provider | None = None
         self._others: dict[str, Provider] = {}
@@ -66,7 +80,12 @@ class ClientBase:
     # -- the chain of providers a call may use ---------------------------------------------------------------
     def _candidates(self) -> list[str | None]:
         """None is the primary provider; then its configured fallbacks, by name."""
-        return [None, *self.routing.fallbacks.get(self.config.name, ())]
+        return [None, *self.routing.fallbacks.get(self._route_name, ())]
+
+    def _plan(self, messages: Sequence[Any] = ()) -> Plan:
+        """The way one call goes: a replica chosen by the balancer (by ``messages``' prefix), the
+        others on failure, then the fallbacks; or the primary provider and its fallbacks."""
+        return Plan(self, messages)
 
     def _next_after(self, candidates: list[str | None], index: int, error: CorralError) -> bool:
         """Decide whether a failed attempt moves on to another provider (possibly adding the
@@ -89,7 +108,45 @@ class ClientBase:
             self._others[name] = create_provider(self.settings.provider(name))
         return self._others[name]
 
+    # -- replicas: what a background poll asks and how its answer is read -------------------------------------
+    def _poll_calls(self) -> list[tuple[str, Provider, Call[Any]]]:
+        """Per replica, the cheap call that tells its load and health: llama-server's ``/slots``, else
+        the provider's health check. Providers with neither are not polled (their load is corral's count)."""
+        out: list[tuple[str, Provider, Call[Any]]] = []
+        for name in self.balancer.replicas if self.balancer else ():
+            provider = self._other(name)
+            slots = getattr(provider, "slots", None)  # llama.cpp's providers have it
+            for make in (None if name in self._no_slots else slots, provider.health):
+                if make is None:
+                    continue
+                try:
+                    out.append((name, provider, make()))
+                    break
+                except UnsupportedCapability:
+                    continue
+        return out
+
+    def _polled(self, name: str, result: Any) -> None:
+        """Feed one poll's answer (or the CorralError it raised) to the balancer."""
+        from .types import Health, SlotInfo
+
+        assert self.balancer is not None
+        if isinstance(result, list) and all(isinstance(s, SlotInfo) for s in result):
+            self.balancer.observe_slots(name, sum(s.is_processing for s in result), len(result))
+            self.balancer.probe(name, True)
+        elif isinstance(result, Health):
+            self.balancer.probe(name, result.status == "ok")
+        elif isinstance(result, UnsupportedCapability) or (
+            isinstance(result, ProviderError) and (result.status < 500 or result.status == 501)
+        ):
+            self._no_slots.add(name)  # the server answers but has no /slots (disabled, or not llama-server)
+            self.balancer.probe(name, True)
+        elif isinstance(result, CorralError):
+            self.balancer.probe(name, not falls_back(result))
+
     def _retry_policy(self, provider: Provider) -> RetryPolicy:
+        if self.balancer is not None and provider.name in self.balancer.replicas:
+            return RetryPolicy(max_retries=0)  # a failing replica is not asked again: the next one is
         configured = provider.config.options.get("max_retries")
         for value in (self._max_retries, configured, self.routing.max_retries):
             if value is not None:
@@ -151,6 +208,125 @@ class ClientBase:
 
     def _zero_setup_probe(self) -> Provider:
         return create_provider(replace(self.config, name="llamacpp", type="llamacpp", base_url=DEFAULT_LLAMACPP_URL))
+
+
+def _replica_policy(settings: Settings | None, name: str | None) -> ModelPolicy | None:
+    """The policy of ``[models.<name>]`` when it lists replicas and ``name`` is no provider of its own."""
+    if settings is None or not name or name in settings.providers:
+        return None
+    models = settings.raw.get("models")
+    spec = models.get(name) if isinstance(models, Mapping) else None
+    if not isinstance(spec, Mapping) or not isinstance(spec.get("provider"), list):
+        return None
+    from .balance import model_policy
+
+    policy = model_policy(spec, f"models.{name}", set(settings.providers))
+    return policy if policy.replicas else None
+
+
+class Plan:
+    """One call's way through a model's replicas, then its fallbacks. The drivers ask :attr:`name` (the
+    provider to use; None: the primary), report each attempt's end (:meth:`ended`) and ask whether to go
+    on after an error (:meth:`advance`). Replicas are counted in flight from their choice to ``ended``."""
+
+    __slots__ = ("_base", "_chain", "_live", "_tried", "candidates", "index", "slot")
+
+    def __init__(self, base: ClientBase, messages: Sequence[Any]) -> None:
+        self._base = base
+        self.index = 0
+        self._live: str | None = None  # the replica this attempt counts against
+        self._tried: set[str] = set()
+        self.slot: int | None = None  # the llama-server slot the attempt is pinned to (id_slot)
+        balancer = base.balancer
+        if balancer is None:
+            self._chain: tuple[int, ...] = ()
+            self.candidates = base._candidates()
+            return
+        from .balance import prefix_chain
+
+        self._chain = prefix_chain(messages) if messages else ()
+        fallbacks: list[str | None] = list(base.routing.fallbacks.get(base._route_name, ()))
+        first = balancer.pick(self._chain)
+        if first is None and not fallbacks:
+            wait = balancer.retry_in()
+            raise ServerError(
+                f"every replica of {base._route_name!r} is ejected after failures (next probe in {wait:.0f} s)",
+                status=503, provider=base._route_name, retry_after=max(1.0, wait),
+            )  # fmt: skip
+        self._live = first
+        self.slot = balancer.slot_for(first, self._chain) if first is not None else None
+        self.candidates = [first, *fallbacks] if first is not None else fallbacks
+
+    @property
+    def name(self) -> str | None:
+        return self.candidates[self.index]
+
+    def ended(self, error: BaseException | None) -> None:
+        """The current attempt is over: fine (None), failed (a CorralError), or cut short (anything else)."""
+        live, self._live = self._live, None
+        slot, self.slot = self.slot, None
+        if live is None or self._base.balancer is None:
+            return
+        self._tried.add(live)
+        if error is None:
+            self._base.balancer.end(live, "ok", slot)
+        elif isinstance(error, CorralError) and falls_back(error):
+            self._base.balancer.end(live, "failed", slot)
+        else:
+            self._base.balancer.end(live, "other", slot)
+
+    def release(self) -> Callable[[bool], None]:
+        """For a stream that opened: what ends its attempt when the stream closes (once); ``failed``:
+        the connection broke mid-stream (the replica died), which counts against it."""
+        live, self._live = self._live, None
+        slot, self.slot = self.slot, None
+        balancer = self._base.balancer
+        done = False
+
+        def end(failed: bool = False) -> None:
+            nonlocal done
+            if not done and live is not None and balancer is not None:
+                done = True
+                balancer.end(live, "failed" if failed else "ok", slot)
+
+        return end
+
+    def pinned(self, call: C) -> C:
+        """``call`` with the slot this attempt is pinned to (llama-server's ``id_slot``), when it has one:
+        in a JSON object body, or in front of a pass-through's bytes (a client's own id_slot, later in
+        the object, still wins)."""
+        slot = self.slot
+        body = call.request.json
+        if slot is None:
+            return call
+        if isinstance(body, dict):
+            if "id_slot" in body:
+                return call
+            body = {**body, "id_slot": slot}
+        elif isinstance(body, bytes) and body[:1] == b"{":
+            rest = body[1:]
+            joined = b"{" + b'"id_slot":%d' % slot + (b"" if rest.lstrip()[:1] == b"}" else b",") + rest
+            body = type(body)(joined)  # a RawJSON stays one
+        else:
+            return call
+        return replace(call, request=replace(call.request, json=body))  # type: ignore[type-var]
+
+    def advance(self, error: CorralError) -> bool:
+        """After a failed attempt: whether to try again elsewhere (another replica, then the fallbacks)."""
+        balancer = self._base.balancer
+        current = self.name
+        if balancer is not None and current in balancer.replicas and falls_back(error):
+            nxt = balancer.pick(self._chain, exclude=self._tried)
+            if nxt is not None:
+                self._live = nxt
+                self.slot = balancer.slot_for(nxt, self._chain)
+                self.candidates.insert(self.index + 1, nxt)
+                self.index += 1
+                return True
+        if self._base._next_after(self.candidates, self.index, error):
+            self.index += 1
+            return True
+        return False
 
 
 def embed_inputs(inputs: str | Sequence[str]) -> list[str]:

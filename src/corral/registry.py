@@ -120,7 +120,7 @@ def resolve_with_settings(
         name = target or provider
         settings = _settings(config)
         if name is not None:
-            found = find_provider(settings, name)
+            found = find_provider(settings, name) or _first_replica(settings, name)
             if found is None:
                 ptype = type_for_name(name)
                 if ptype is None:
@@ -160,3 +160,20 @@ def _settings(config: str | Path | Settings | Mapping[str, Any] | None) -> Setti
     if isinstance(config, Mapping):
         return load_settings(data=config)
     return load_settings(config)
+
+
+def _first_replica(settings: Settings, name: str) -> ProviderConfig | None:
+    """A ``[models.<name>]`` with replicas (``provider = ["a", "b"]``): its first replica stands for the
+    client's configuration (the driver balances over all of them), asking for the model's ``upstream``."""
+    from .balance import replicas_of
+
+    models = settings.raw.get("models")
+    spec = models.get(name) if isinstance(models, Mapping) else None
+    if not isinstance(spec, Mapping):
+        return None
+    first, replicas = replicas_of(spec, f"models.{name}", set(settings.providers))
+    if not replicas or first is None:
+        return None
+    config = settings.provider(first)
+    upstream = spec.get("upstream")
+    return replace(config, model=upstream) if isinstance(upstream, str) else config

@@ -90,6 +90,9 @@ class Canned:
     def last(self, path: str) -> dict[str, Any]:
         return self.bodies(path)[-1]
 
+    def last_raw(self, path: str) -> bytes:
+        return next(raw for p, _, raw in reversed(self.requests) if p == path)
+
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()

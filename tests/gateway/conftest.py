@@ -7,6 +7,8 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import anthropic
+import openai
 import pytest
 
 from corral.config import load_settings
@@ -62,3 +64,13 @@ def live_gateway(llama_url: str, templated_server: Any) -> Iterator[RunningGatew
     )
     yield gw
     gw.stop()
+
+
+@pytest.fixture
+def oai(live_gateway: RunningGateway) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{live_gateway.url}/v1", api_key=GATEWAY_KEY, max_retries=0)
+
+
+@pytest.fixture
+def claude(live_gateway: RunningGateway) -> anthropic.Anthropic:
+    return anthropic.Anthropic(base_url=live_gateway.url, api_key=GATEWAY_KEY, max_retries=0)

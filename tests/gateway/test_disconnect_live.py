@@ -67,23 +67,18 @@ PROMPT_PHASE_UPSTREAM = pytest.mark.xfail(
 )
 
 
-@pytest.mark.parametrize("stream", [True, False], ids=["stream", "whole"])
-@pytest.mark.parametrize("phase", [pytest.param("prompt", marks=PROMPT_PHASE_UPSTREAM), "generation"])
-def test_disconnect_frees_the_slot_within_a_second(
-    gateway: RunningGateway, slot_server: Any, stream: bool, phase: str
+def assert_slot_freed_when_client_leaves(
+    gateway: RunningGateway, slot_server: Any, path: str, body: dict[str, Any], wait_for_tokens: bool = True
 ) -> None:
-    # A long prompt keeps the slot in prompt processing for seconds on this CPU; a short prompt
-    # with many tokens to generate keeps it generating.
-    content = ("The quick brown fox jumps over the lazy dog. " * 300) if phase == "prompt" else "Tell a long story."
-    body = {"messages": [{"role": "user", "content": content}], "max_tokens": 2000, "stream": stream,
-            "cache_prompt": False, "temperature": 1.0}  # fmt: skip
+    """Send ``body`` to ``path``, leave once it generates (or while the prompt is processed when
+    ``wait_for_tokens`` is false), and check the llama.cpp slot is free within a second."""
     # A precondition, not a measurement: an earlier prompt-phase case may keep the slot for a while.
     assert wait_until(lambda: not busy(slot_server.url), 60) is not None, "slot busy before the test"
-    sock = send_raw(gateway.url, body)
+    sock = send_raw(gateway.url, body, path)
     try:
         assert wait_until(lambda: busy(slot_server.url), 10) is not None, "the request never reached the slot"
-        if phase == "generation":
-            if stream:
+        if wait_for_tokens:
+            if body.get("stream"):
                 sock.settimeout(20)
                 seen = b""
                 while b"data:" not in seen:  # tokens are flowing
@@ -97,6 +92,21 @@ def test_disconnect_frees_the_slot_within_a_second(
     freed = wait_until(lambda: not busy(slot_server.url), 5)
     assert freed is not None, "slot still busy 5 s after the client left"
     assert freed <= 1.0, f"slot freed only after {freed:.2f} s"
+
+
+@pytest.mark.parametrize("stream", [True, False], ids=["stream", "whole"])
+@pytest.mark.parametrize("phase", [pytest.param("prompt", marks=PROMPT_PHASE_UPSTREAM), "generation"])
+def test_disconnect_frees_the_slot_within_a_second(
+    gateway: RunningGateway, slot_server: Any, stream: bool, phase: str
+) -> None:
+    # A long prompt keeps the slot in prompt processing for seconds on this CPU; a short prompt
+    # with many tokens to generate keeps it generating.
+    content = ("The quick brown fox jumps over the lazy dog. " * 300) if phase == "prompt" else "Tell a long story."
+    body = {"messages": [{"role": "user", "content": content}], "max_tokens": 2000, "stream": stream,
+            "cache_prompt": False, "temperature": 1.0}  # fmt: skip
+    assert_slot_freed_when_client_leaves(
+        gateway, slot_server, "/v1/chat/completions", body, wait_for_tokens=phase == "generation"
+    )
 
 
 def test_prompt_phase_disconnect_frees_slot_at_first_token(gateway: RunningGateway, slot_server: Any) -> None:
@@ -133,21 +143,4 @@ def test_every_route_frees_the_slot_when_the_client_leaves(
 ) -> None:
     path, body = ROUTES[route]
     body = {**body, "stream": stream, "temperature": 1.0, "cache_prompt": False}
-    assert wait_until(lambda: not busy(slot_server.url), 60) is not None, "slot busy before the test"
-    sock = send_raw(gateway.url, body, path)
-    try:
-        assert wait_until(lambda: busy(slot_server.url), 10) is not None, "the request never reached the slot"
-        if stream:
-            sock.settimeout(20)
-            seen = b""
-            while b"data:" not in seen:  # tokens are flowing
-                chunk = sock.recv(65536)
-                assert chunk, "the gateway closed the stream"
-                seen += chunk
-        else:
-            time.sleep(1.0)  # past a short prompt: generating
-    finally:
-        sock.close()
-    freed = wait_until(lambda: not busy(slot_server.url), 5)
-    assert freed is not None, "slot still busy 5 s after the client left"
-    assert freed <= 1.0, f"slot freed only after {freed:.2f} s"
+    assert_slot_freed_when_client_leaves(gateway, slot_server, path, body)

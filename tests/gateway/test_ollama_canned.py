@@ -5,60 +5,15 @@ tools (translated: arguments become objects, options become that provider's word
 from __future__ import annotations
 
 import json
-import threading
-from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import ollama
 import pytest
 
+from .canned import Canned, Reply
 from .conftest import RunningGateway, gateway_config
-
-Reply = tuple[int, str, bytes]  # status, content type, body
-
-
-class Canned:
-    """A loopback HTTP server answering each path with a function of the request body."""
-
-    def __init__(self, routes: dict[str, Callable[[dict[str, Any]], Reply]]) -> None:
-        self.bodies: list[tuple[str, bytes]] = []
-        canned = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def _answer(self, raw: bytes) -> None:
-                path = self.path.split("?")[0]
-                canned.bodies.append((path, raw))
-                route = canned_routes.get(path)
-                status, kind, body = route(json.loads(raw) if raw else {}) if route else (404, "text/plain", b"no")
-                self.send_response(status)
-                self.send_header("Content-Type", kind)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def do_POST(self) -> None:
-                self._answer(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
-
-            def do_GET(self) -> None:
-                self._answer(b"")
-
-        canned_routes = routes
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def last(self, path: str) -> dict[str, Any]:
-        return json.loads(next(raw for p, raw in reversed(self.bodies) if p == path))
-
-    def last_raw(self, path: str) -> bytes:
-        return next(raw for p, raw in reversed(self.bodies) if p == path)
 
 
 def lines(*objs: dict[str, Any]) -> bytes:
@@ -131,7 +86,7 @@ def ollama_up() -> Iterator[Canned]:
         }
     )
     yield up
-    up.server.shutdown()
+    up.close()
 
 
 @pytest.fixture(scope="module")
@@ -242,7 +197,7 @@ def _openai_chat(body: dict[str, Any]) -> Reply:
 def openai_up() -> Iterator[Canned]:
     up = Canned({"/v1/chat/completions": _openai_chat})
     yield up
-    up.server.shutdown()
+    up.close()
 
 
 @pytest.fixture(scope="module")
@@ -327,4 +282,4 @@ def test_an_anthropic_provider_answers_ollama_clients(tmp_path: Any) -> None:
         assert sent["thinking"] == {"type": "enabled", "budget_tokens": 2048}
     finally:
         gw.stop()
-        up.server.shutdown()
+        up.close()

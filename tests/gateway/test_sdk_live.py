@@ -26,16 +26,6 @@ WEATHER = {
 }
 
 
-@pytest.fixture
-def oai(live_gateway: RunningGateway) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{live_gateway.url}/v1", api_key=GATEWAY_KEY, max_retries=0)
-
-
-@pytest.fixture
-def claude(live_gateway: RunningGateway) -> anthropic.Anthropic:
-    return anthropic.Anthropic(base_url=live_gateway.url, api_key=GATEWAY_KEY, max_retries=0)
-
-
 def test_openai_chat(oai: openai.OpenAI) -> None:
     r = oai.chat.completions.create(
         model="gpt-4o-mini", messages=[{"role": "user", "content": "Say hi."}], max_tokens=8, temperature=0

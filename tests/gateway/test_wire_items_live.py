@@ -12,19 +12,9 @@ import httpx
 import openai
 import pytest
 
-from .conftest import GATEWAY_KEY, RunningGateway
+from .conftest import RunningGateway
 
 pytestmark = [pytest.mark.live, pytest.mark.filterwarnings("ignore:The model .* is deprecated:DeprecationWarning")]
-
-
-@pytest.fixture
-def oai(live_gateway: RunningGateway) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{live_gateway.url}/v1", api_key=GATEWAY_KEY, max_retries=0)
-
-
-@pytest.fixture
-def claude(live_gateway: RunningGateway) -> anthropic.Anthropic:
-    return anthropic.Anthropic(base_url=live_gateway.url, api_key=GATEWAY_KEY, max_retries=0)
 
 
 HI = [{"role": "user", "content": "Write a sentence about the sea."}]

@@ -88,10 +88,13 @@ def test_zero_setup_chat_says_it_uses_the_demo_model(tmp_path: Path, gguf_path: 
             pytest.skip("a server answers on 127.0.0.1:8080: zero-setup would use it")
     env = {"HOME": str(tmp_path), "XDG_CONFIG_HOME": str(tmp_path / "cfg"),
            "CORRAL_CACHE_DIR": str(gguf_path.parent.parent)}  # fmt: skip
-    done = corral("chat", "-n", "2", "hi", env=env, cwd=tmp_path)
+    done = corral("chat", "--json", "Hello! Who are you?", env=env, cwd=tmp_path)  # README's first command
     assert done.returncode == 0, done.stderr
     notice = [ln for ln in done.stderr.splitlines() if "demo model" in ln]
     assert len(notice) == 1 and "corral pull" in notice[0]
+    # The base demo model rarely stops by itself: its answer is bounded (was 512 looping tokens).
+    answer = json.loads(done.stdout)
+    assert answer["model"] == "gemma-3-270m" and 0 < answer["usage"]["completion_tokens"] <= 128
 
 
 def test_scan_lists_pulled_models_by_name(served: tuple[FakeHub, dict[str, str]], tmp_path: Path) -> None:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 import logging
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -14,6 +17,7 @@ from corral.manager.engine import EngineProcess
 
 from ..conftest import start_engine
 from ..gateway.conftest import RunningGateway
+from ..projector import IMAGE_TOKENS, tiny_png, write_tiny_projector
 
 pytestmark = pytest.mark.live
 
@@ -59,12 +63,63 @@ def test_gpu_and_kv_cache_flags_start_on_a_cpu_machine_and_are_reported(gguf_pat
 
 
 def test_mmproj_reaches_llama_cpps_multimodal_loader(gguf_path: Path, tmp_path: Path) -> None:
-    # No projector for this text-only model exists here: what matters is that --mmproj is no longer
-    # "unrecognized" but handed to llama.cpp, which names the file it could not load.
+    # A projector that is not there: --mmproj is handed to llama.cpp (not "unrecognized"), which names the file.
+    # A real one is loaded in test_gateway_runs_a_managed_vision_model_with_gpu_flags.
     engine = EngineProcess(gguf_path, ["-c", "512", "--mmproj", str(tmp_path / "x.gguf")], start_timeout=120)
     with pytest.raises(ServerUnreachable) as info:
         engine.start()
     assert "multimodal" in str(info.value) and "x.gguf" in str(info.value)
+
+
+@pytest.fixture(scope="session")
+def tiny_mmproj(gguf_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_tiny_projector(gguf_path, tmp_path_factory.mktemp("mmproj") / "mmproj-tiny.gguf")
+
+
+PNG = base64.b64encode(tiny_png()).decode()
+ASK = "What colour is this?"
+
+
+def _image_chat(model: str, with_image: bool) -> dict[str, object]:
+    parts: list[dict[str, object]] = [{"type": "text", "text": ASK}]
+    parts += [{"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PNG}"}}] if with_image else []
+    return {"model": model, "messages": [{"role": "user", "content": parts}], "max_tokens": 1, "temperature": 0}
+
+
+# One image in each wire protocol's own shape, and where that protocol reports the prompt's size.
+IMAGE_REQUESTS: dict[str, tuple[str, dict[str, object], Callable[[dict[str, Any]], int]]] = {
+    "openai": ("/v1/chat/completions", _image_chat("eyes", with_image=True), lambda r: r["usage"]["prompt_tokens"]),
+    "anthropic": ("/v1/messages", {"model": "eyes", "max_tokens": 1, "messages": [{"role": "user", "content": [
+        {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": PNG}},
+        {"type": "text", "text": ASK}]}]}, lambda r: r["usage"]["input_tokens"]),
+    "responses": ("/v1/responses", {"model": "eyes", "max_output_tokens": 1, "input": [{"role": "user", "content": [
+        {"type": "input_text", "text": ASK}, {"type": "input_image", "image_url": f"data:image/png;base64,{PNG}"}]}]},
+        lambda r: r["usage"]["input_tokens"]),
+    "ollama": ("/api/chat", {"model": "eyes", "stream": False, "options": {"num_predict": 1},
+               "messages": [{"role": "user", "content": ASK, "images": [PNG]}]}, lambda r: r["prompt_eval_count"]),
+}  # fmt: skip
+
+
+def test_gateway_runs_a_managed_vision_model_with_gpu_flags(gguf_path: Path, tiny_mmproj: Path,
+                                                            tmp_path: Path) -> None:  # fmt: skip
+    # Issue 13's "done when": -ngl/-fa/--cache-type-k/--mmproj together on the embedded engine, behind `corral serve`.
+    args = ["-c", "512", "-ngl", "99", "-fa", "on", "--cache-type-k", "q8_0", "--mmproj", str(tiny_mmproj)]
+    config = {"manager": {"state_dir": str(tmp_path), "models": {"eyes": {"gguf": str(gguf_path), "args": args}}}}
+    gw = RunningGateway(config)
+    try:
+        with httpx.Client(base_url=gw.url, timeout=170) as http:
+            text = http.post("/v1/chat/completions", json=_image_chat("eyes", with_image=False))
+            assert text.status_code == 200, text.text
+            assert http.get("/upstream/eyes/props").json()["modalities"]["vision"] is True
+            assert "vision" in http.post("/api/show", json={"model": "eyes"}).json()["capabilities"]
+            for protocol, (path, body, prompt_tokens) in IMAGE_REQUESTS.items():
+                r = http.post(path, json=body)
+                assert r.status_code == 200, (protocol, r.text)
+                # The image reached the projector: it became prompt tokens (plus begin/end-of-image markers).
+                grown = prompt_tokens(r.json()) - text.json()["usage"]["prompt_tokens"]
+                assert grown >= IMAGE_TOKENS, (protocol, r.json())
+    finally:
+        gw.stop()
 
 
 def test_unknown_flag_fails_naming_it_and_the_nearest(gguf_path: Path) -> None:
@@ -83,6 +138,9 @@ def test_gateway_runs_a_managed_model_with_gpu_flags(gguf_path: Path, tmp_path: 
         body = {"model": "gpu", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
         r = httpx.post(f"{gw.url}/v1/chat/completions", json=body, timeout=170)
         assert r.status_code == 200, r.text
+        # Without --mmproj an image is a clear client error, not a 500 or a silent text-only answer.
+        r = httpx.post(f"{gw.url}/v1/chat/completions", json=_image_chat("gpu", with_image=True), timeout=170)
+        assert r.status_code == 400 and "does not support image input" in r.json()["error"]["message"], r.text
     finally:
         gw.stop()
     assert any("accepted -ngl 99" in rec.getMessage() for rec in caplog.records)

@@ -228,8 +228,10 @@ peers:
 """
     got = read_llamaswap(write(tmp_path, "models:\n  m:\n" + body))
     assert got.models["m"].engine == ("env", "LLAMA_ARG_THREADS=4", "llama-server")  # the key env is dropped
+    assert got.models["m"].concurrency == 4 and got.models["m"].queue == 0  # beyond 4: 429, as llama-swap does
     text = "\n".join(got.warnings)
-    for key in ("cmdStop", "checkEndpoint", "useModelName", "unlisted", "concurrencyLimit", "filters",
+    assert "concurrencyLimit" not in text
+    for key in ("cmdStop", "checkEndpoint", "useModelName", "unlisted", "filters",
                 "env LLAMA_ARG_API_KEY dropped", "unknown key 'bogus'", "apiKeys not imported",
                 "hooks not imported", "peers not imported"):  # fmt: skip
         assert key in text, key

@@ -212,3 +212,36 @@ def test_a_model_name_never_becomes_a_path() -> None:
     folders = [slot_dir_name(n) for n in names]
     assert all("/" not in f and f not in (".", "..") and not f.startswith(".") for f in folders)
     assert len(set(folders)) == len(names)  # "a/b" and "a_b" do not share one
+
+
+def test_replicas_run_n_children_and_conversations_stick(gguf: str, tmp_path: Path) -> None:
+    models = {"duo": {"gguf": gguf, "engine": fake("ok"), "replicas": 2, "aliases": ["gpt-4o-mini"]}}
+    gw = RunningGateway({"manager": {"stop_grace": 2, "state_dir": str(tmp_path), "models": models}})
+
+    def ask(messages: list[dict[str, str]]) -> int:
+        body = {"model": "gpt-4o-mini", "messages": messages, "max_tokens": 4}
+        return httpx.post(f"{gw.url}/v1/chat/completions", json=body, timeout=60).status_code
+
+    try:
+        convos = [[{"role": "user", "content": f"topic {n}"}] for n in range(4)]
+        for turn in range(3):
+            for c in convos:
+                assert ask(c) == 200
+                c += [{"role": "assistant", "content": "fake answer"}, {"role": "user", "content": f"more {turn}"}]
+        running = sorted(m["model"] for m in httpx.get(f"{gw.url}/running").json()["running"])
+        assert running == ["duo#1", "duo#2"]  # two children, each on a port corral picked
+        state = httpx.get(f"{gw.url}/dashboard/api/state").json()["replicas"]["duo"]["replicas"]
+        assert state["duo#1"]["requests"] == state["duo#2"]["requests"] == 6  # two conversations each
+        assert state["duo#1"]["cache_hits"] + state["duo#2"]["cache_hits"] == 8  # every follow-up stuck
+    finally:
+        gw.stop()
+
+
+def test_replicas_and_concurrency_are_checked() -> None:
+    table = {"models": {"m": {"gguf": "/x.gguf", "replicas": 3, "concurrency": 2, "queue": 4}}}
+    ms = ManagerSettings.from_settings(Settings(raw={"manager": table}))
+    assert ms.replica_groups == {"m": ("m#1", "m#2", "m#3")} and ms.max_loaded == 3
+    assert ms.names() == {"m": "m"} and ms.models["m#2"].concurrency == 2
+    for bad in ({"replicas": 0}, {"concurrency": 0}, {"queue": -1}):
+        with pytest.raises(ConfigurationError):
+            ManagerSettings.from_settings(Settings(raw={"manager": {"models": {"m": {"gguf": "/x.gguf", **bad}}}}))

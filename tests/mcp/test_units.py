@@ -241,3 +241,45 @@ def test_bad_options(tmp_path: Path, args: list[str], toml: str, message: str) -
     r = CliRunner().invoke(app, ["mcp", "--config", str(config), *args], env={"CORRAL_MCP_KEY": ""})
     assert r.exit_code == 1, r.output
     assert message in r.output
+
+
+class _Slots(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:  # the stdlib's name
+        body = json.dumps([{"id": 0, "n_ctx": 512, "is_processing": True}, {"id": 1, "n_ctx": 512}]).encode()
+        self.send_response(200 if self.path == "/slots" else 404)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+async def test_system_info_shows_each_replica() -> None:
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Slots)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    settings = load_settings(
+        data={
+            "providers": {
+                "up": {"type": "llamacpp", "base_url": f"http://127.0.0.1:{httpd.server_address[1]}"},
+                "down": {"type": "llamacpp", "base_url": "http://127.0.0.1:9"},
+            },
+            "models": {"duo": {"provider": ["up", "down"], "balance": "least-loaded"}},
+        },
+        env={},
+    )
+    server, pool = build_server(settings)
+    try:
+        async with McpClient(server) as client:
+            info = await client.call_tool("get_system_info", {})
+    finally:
+        await pool.aclose()
+        httpd.shutdown()
+        httpd.server_close()
+    assert not info.is_error
+    [duo] = info.structured_content["replicated_models"]  # type: ignore[index]
+    assert duo["model"] == "duo" and duo["balance"] == "least-loaded"
+    state = {r["name"]: r for r in duo["replicas"]}
+    assert state["up"]["state"] == "healthy" and (state["up"]["slots_busy"], state["up"]["slots_total"]) == (1, 2)
+    assert state["down"]["state"] == "ejected"  # refused the poll

@@ -11,14 +11,20 @@ import typer
 
 from ..client import Client
 from ..events import ContentDelta, Done, ReasoningDelta, ToolCallEnd
+from ..manager.bundled import DEMO_MAX_TOKENS
 from ..types import ChatResponse, Message
 from .common import ConfigOpt, DsnOpt, JsonOpt, ModelOpt, ProviderOpt, closing, connect, err, make_client, out, run
+
+DEFAULT_MAX_TOKENS = 512
 
 
 def chat(
     prompt: Annotated[str | None, typer.Argument(help="The message; omit it for an interactive chat.")] = None,
     system: Annotated[str | None, typer.Option("--system", "-s", help="A system prompt.")] = None,
-    max_tokens: Annotated[int, typer.Option("--max-tokens", "-n", min=1, help="Most tokens to generate.")] = 512,
+    max_tokens: Annotated[
+        int | None,
+        typer.Option("--max-tokens", "-n", min=1, help="Most tokens to generate [default: 512; the demo model: 128]."),
+    ] = None,
     temperature: Annotated[float | None, typer.Option("--temperature", "-t", min=0.0, max=2.0)] = None,
     provider: ProviderOpt = None,
     dsn: DsnOpt = None,
@@ -36,6 +42,9 @@ def chat(
                 "and chat with `--model bartowski/Qwen2.5-0.5B-Instruct-GGUF:Q4_K_M`",
                 style="dim", markup=False,
             )  # fmt: skip
+        if max_tokens is None:
+            # The demo model is a base model that rarely stops: its engine's own cap (-n 128) bounds it.
+            max_tokens = DEMO_MAX_TOKENS if client.demo_model else DEFAULT_MAX_TOKENS
         history: list[Message] = [Message.system(system)] if system else []
         if prompt is not None:
             if prompt == "-":

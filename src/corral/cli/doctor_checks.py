@@ -254,8 +254,12 @@ def _cache() -> Iterator[Finding]:
     partials = partial_downloads()
     if partials:
         size = sum(p.stat().st_size for p in partials)
-        yield Finding("cache: downloads", "warn", f"{len(partials)} unfinished download(s), {size / 1e6:.0f} MB, "
-                      f"in {hub_dir()}", "run the same corral pull again to resume (or delete the .partial files)")
+        yield Finding(
+            "cache: downloads",
+            "warn",
+            f"{len(partials)} unfinished download(s), {size / 1e6:.0f} MB, in {hub_dir()}",
+            "run the same corral pull again to resume (or delete the .partial files)",
+        )
     for manifest in broken_manifests():
         yield Finding("cache: pulled model", "fail", f"{manifest} is unreadable or its files are gone",
                       "corral pull it again, or delete the manifest")  # fmt: skip

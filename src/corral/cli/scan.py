@@ -32,8 +32,10 @@ def _dirs(given: list[Path] | None, config: str | None, pulled: bool) -> list[Pa
     settings = run(lambda: load_settings(config))
     dirs = list(run(lambda: ManagerSettings.from_settings(settings)).models_dirs)
     if not dirs and not pulled:
-        fail("no folder to scan and no pulled model: give one (corral scan ~/models), set [manager] models_dirs "
-             "in the config, or corral pull org/repo:QUANT")
+        fail(
+            "no folder to scan and no pulled model: give one (corral scan ~/models), set [manager] models_dirs "
+            "in the config, or corral pull org/repo:QUANT"
+        )
     for d in dirs:  # configured but absent is worth saying; the scan of the others still runs
         if not d.is_dir():
             err.print(f"warning: [manager] models_dirs: {d} is not a folder", style="yellow")

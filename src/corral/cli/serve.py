@@ -31,8 +31,12 @@ def serve(
     ] = False,
     ollama_port: Annotated[
         int | None,
-        typer.Option("--ollama-port", help="Also listen on this port (e.g. 11434) for tools that assume Ollama's.",
-                     min=1, max=65535),
+        typer.Option(
+            "--ollama-port",
+            help="Also listen on this port (e.g. 11434) for tools that assume Ollama's.",
+            min=1,
+            max=65535,
+        ),
     ] = None,
     ollama_host: Annotated[
         str | None, typer.Option("--ollama-host", help="Address for --ollama-port (default 127.0.0.1).")

@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ..capabilities import Capability
-from ..errors import ProviderError, ResponseError
+from ..errors import ConnectionFailed, ProviderError, ResponseError, ServerError
 from ..providers.base import ChatRequest, HTTPRequest, Provider, needed_capabilities
 from .body import OFF_LOOP_BYTES
 from .observe import RequestRecord
@@ -87,7 +87,7 @@ class ChatWire:
         it to read its own model names, adapt ``call`` to the provider it reached, or answer by itself
         (a Response, returned to the client as it is)."""
         gw: Gateway = request.app.state.gateway
-        return await gw.target(call.model, rec)
+        return await gw.target(call.model, rec, call.req.messages)
 
     def native_request(self, provider: Provider, payload: Any) -> HTTPRequest:
         raise NotImplementedError
@@ -134,6 +134,20 @@ async def _prompt_tokens(target: Resolved, req: ChatRequest) -> int:
     return len(await target.client.tokenize(prompt, add_special=True))
 
 
+async def _assembled_on_replicas(request: Request, target: Resolved, req: ChatRequest) -> ChatResponse | None:
+    """A whole answer read from a stream; with replicas, a replica that dies mid-answer costs the caller
+    nothing (no byte has reached it yet): the request goes to another replica, the dead one ejected."""
+    balancer = target.client.balancer
+    tries = len(balancer.replicas) if balancer is not None else 1
+    for attempt in range(tries):
+        try:
+            return await assembled(request, target.client.stream_request(req))
+        except (ConnectionFailed, ServerError, ResponseError):
+            if attempt + 1 >= tries:
+                raise
+    raise AssertionError("unreachable")
+
+
 async def serve_chat(request: Request, wire: ChatWire) -> Response:
     gw: Gateway = request.app.state.gateway
     rec = RequestRecord(wire.route)
@@ -168,13 +182,17 @@ async def serve_chat(request: Request, wire: ChatWire) -> Response:
 
             try:
                 if call.stream:
-                    provider, upstream = await target.client.passthrough_stream(build, needs)
+                    provider, upstream = await target.client.passthrough_stream(
+                        build, needs, affinity=call.req.messages
+                    )
                     rec.provider = provider.name
                     streaming = True
                     response = relay_stream(gw, rec, upstream, wire.check, model)
                     response.headers.update(call.headers)
                     return response
-                got = await until_disconnect(request, target.client.passthrough(build, needs))
+                got = await until_disconnect(
+                    request, target.client.passthrough(build, needs, affinity=call.req.messages)
+                )
                 if got is None:
                     rec.status = 499  # the client went away; the upstream call was cancelled
                     return Response(status_code=499)
@@ -203,7 +221,7 @@ async def serve_chat(request: Request, wire: ChatWire) -> Response:
             response.headers.update(call.headers)
             return response
         if target.types <= STREAM_ONLY_CANCEL:
-            resp = await assembled(request, target.client.stream_request(req))
+            resp = await _assembled_on_replicas(request, target, req)
         else:
             resp = await until_disconnect(request, target.client.chat_request(req))
         if resp is None:

@@ -148,8 +148,8 @@ async def state(request: Request) -> Response:
     gw = _gateway(request)
     if isinstance(gw, Response):
         return gw
-    routes = [{"name": r.name, "provider": r.provider or gw.settings.default_provider or "", "upstream": r.upstream,
-               "aliases": list(r.aliases)} for r in gw.config.models]  # fmt: skip
+    routes = [{"name": r.name, "provider": ", ".join(r.replicas) or r.provider or gw.settings.default_provider or "",
+               "upstream": r.upstream, "aliases": list(r.aliases)} for r in gw.config.models]  # fmt: skip
     return JSONResponse({
         "version": __version__,
         "uptime_s": round(time.time() - _dashboard(request).started, 1),
@@ -157,6 +157,7 @@ async def state(request: Request) -> Response:
         "routes": routes,
         "managed": _managed(gw),
         "models": gw.model_names(),
+        "replicas": gw.router.replica_state(),  # per replicated or limited model: replicas and queue
         "requests": {"total": gw.observer.total, "failed": gw.observer.failed,
                      "recent": list(reversed(gw.observer.recent))},
     })  # fmt: skip

@@ -39,6 +39,8 @@ def shown_name(name: str) -> str:
 
 def _escaped(c: str) -> str:
     return c.encode("unicode_escape", "backslashreplace").decode("ascii")
+
+
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 
 

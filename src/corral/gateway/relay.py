@@ -12,6 +12,7 @@ import asyncio
 import json
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from starlette.requests import Request
@@ -51,8 +52,13 @@ STREAM_HEADERS = {"x-accel-buffering": "no", "cache-control": "no-cache"}
 # and close with } or ] on its line. An NDJSON line likewise. A cheap look at each end, not a parse.
 SSE_MALFORMED = re.compile(rb"(?m)^data:(?! ?(?:[{\[][^\r\n]*[}\]])?\r?$)")
 NDJSON_MALFORMED = re.compile(rb"(?m)^(?!(?:\{[^\r\n]*\})?\s*$)")
-# A "model" key and its string value, not inside another string (there its quote is escaped).
-_MODEL = re.compile(rb'(?<!\\)"model"\s*:\s*"(?:[^"\\]|\\.)*"')
+# A "model" key up to its string value's opening quote, not inside another string (there its quote
+# is escaped). The look-behind comes after the literal so that the search can skip ahead to each
+# "model". The value's end is found by a second search, not by one regex over the string,
+# which keeps state per escape (120 MB and seconds for a megabytes-long model name).
+_MODEL_KEY = re.compile(rb'"model"(?<!\\"model")\s*:\s*"')
+# The quote that closes a JSON string: after an even run of backslashes (possessive: no state kept).
+_CLOSING_QUOTE = re.compile(rb'(?<!\\)(?:\\\\)*+"')
 
 
 class EventWriter(Protocol):
@@ -66,16 +72,17 @@ class EventWriter(Protocol):
     def error(self, status: int, kind: str, message: str) -> bytes: ...
 
 
-class RelayCheck(Protocol):
-    """What a protocol's stream looks like, for relaying one it did not write."""
+@dataclass(frozen=True, slots=True)
+class RelayCheck:
+    """What a protocol's stream looks like, for relaying one it did not write: SSE by default."""
 
-    media_type: str
-    separator: bytes  # between events: b"\n\n" for SSE, b"\n" for NDJSON
     end: re.Pattern[bytes]  # an event that ends the stream properly
     failure: re.Pattern[bytes]  # an error event the upstream sent
-    malformed: re.Pattern[bytes]  # an event that is not JSON (SSE_MALFORMED, NDJSON_MALFORMED)
-
-    def error(self, model: str, status: int, kind: str, message: str) -> bytes: ...
+    #: the protocol's error event for (model, status, kind, message), sent when the relay must fail a stream
+    error: Callable[[str, int, str, str], bytes]
+    media_type: str = "text/event-stream"
+    separator: bytes = b"\n\n"  # between events: b"\n\n" for SSE, b"\n" for NDJSON
+    malformed: re.Pattern[bytes] = SSE_MALFORMED  # an event that is not JSON (SSE_MALFORMED, NDJSON_MALFORMED)
 
 
 class WireJSON(JSONResponse):
@@ -93,7 +100,18 @@ def rename_model(payload: bytes, model: str) -> bytes:
     """``payload`` with every "model" value set to ``model`` (the name the client asked for, not the
     upstream's, which may be a file path)."""
     value = b'"model":' + json.dumps(model, ensure_ascii=False).encode()
-    return _MODEL.sub(lambda m: value, payload)
+    parts: list[bytes] = []
+    pos = 0
+    while (key := _MODEL_KEY.search(payload, pos)) is not None:
+        close = _CLOSING_QUOTE.search(payload, key.end())
+        if close is None:
+            break  # an unterminated string: leave the rest as it is
+        parts += (payload[pos : key.start()], value)
+        pos = close.end()
+    if not parts:
+        return payload
+    parts.append(payload[pos:])
+    return b"".join(parts)
 
 
 class StreamFramer:
@@ -108,7 +126,7 @@ class StreamFramer:
         self._redact = redact  # for an error event: an upstream may echo a key in it
         self._rename = bool(model)
         self._buf = b""
-        self._malformed: re.Pattern[bytes] | None = getattr(check, "malformed", None)
+        self._malformed: re.Pattern[bytes] | None = check.malformed
         self.ended = False
         self.failed = False
         self.garbled = False  # an event that is not JSON: the rest is not relayed

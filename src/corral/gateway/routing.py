@@ -3,10 +3,15 @@ managed models started (or waited for) through the model manager and held for th
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..async_client import AsyncClient
+from ..balance import Balancer, Gate, Refused, prefix_chain
 from ..config import ProviderConfig, Secret, Settings
 from .settings import GatewaySettings, ModelRoute
 from .wire_errors import WireError
@@ -52,25 +57,144 @@ class Router:
         self.manager = manager
         self._clients: dict[str | None, AsyncClient] = {}
         self._managed: dict[str, tuple[str, AsyncClient]] = {}
+        self._replicated: dict[str, AsyncClient] = {}  # route name -> the client balancing its replicas
+        self.gates: dict[str, Gate] = {}  # route name -> its concurrency limit and queue
+        self.managed_balancers: dict[str, Balancer] = {}  # a managed model with replicas -> its balancer
+        self._poller: asyncio.Task[None] | None = None
+        self._first_polls: dict[str, asyncio.Future[Any]] = {}  # each replicated route's first poll
+        self.poll_interval = 1.0
 
     async def aclose(self) -> None:
+        poller, self._poller = self._poller, None
+        if poller is not None:
+            poller.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await poller
         clients = list(self._clients.values()) + [c for _, c in self._managed.values()]
-        self._clients, self._managed = {}, {}
+        clients += list(self._replicated.values())
+        self._clients, self._managed, self._replicated = {}, {}, {}
         for c in clients:
             await c.aclose()
 
-    async def target(self, model: Any, rec: RequestRecord) -> Resolved:
+    # -- replicas ---------------------------------------------------------------------------------------------
+    def _replica_client(self, route: ModelRoute) -> AsyncClient:
+        client = self._replicated.get(route.name)
+        if client is None:
+            client = AsyncClient(
+                route.name, config=self.settings, transport=self.transport, max_retries=self.config.upstream_retries
+            )
+            self._replicated[route.name] = client
+            if self._poller is None:
+                with contextlib.suppress(RuntimeError):  # no loop (a synchronous caller): no background poll
+                    self._poller = asyncio.get_running_loop().create_task(self._poll_forever())
+        return client
+
+    async def _poll_forever(self) -> None:
+        """Each replica's /slots (or health) every poll_interval, off every request's path: the balancer's
+        view of load beyond corral's own count, and how ejected replicas come back."""
+        while True:
+            for client in list(self._replicated.values()):
+                with contextlib.suppress(Exception):  # a poll that fails is the replica's failure, noted there
+                    await client.poll_replicas(timeout=max(0.5, self.poll_interval))
+            await asyncio.sleep(self.poll_interval)
+
+    def replica_state(self) -> dict[str, dict[str, Any]]:
+        """Per replicated or limited model: its replicas' state and its queue (for /metrics, the dashboard, MCP)."""
+        out: dict[str, dict[str, Any]] = {}
+        for group, balancer in self.managed_balancers.items():
+            gate = self.gates.get(group)
+            out[group] = {"balance": balancer.strategy, "replicas": balancer.snapshot(),
+                          "queue": gate.snapshot() if gate is not None else None}  # fmt: skip
+        for name, gate in self.gates.items():
+            if name not in out and not any(r.name == name for r in self.config.models):
+                out[name] = {"balance": None, "replicas": {}, "queue": gate.snapshot()}  # a managed model's limit
+        for route in self.config.models:
+            if route.policy is None:
+                continue
+            client = self._replicated.get(route.name)
+            routed = client.balancer if client is not None else None
+            gate = self.gates.get(route.name)
+            out[route.name] = {
+                "balance": route.policy.balance if route.replicas else None,
+                # before its first request: the replicas, not yet asked
+                "replicas": routed.snapshot()
+                if routed is not None
+                else {n: {"state": "healthy"} for n in route.replicas},
+                "queue": gate.snapshot() if gate is not None else None,
+            }
+        return out
+
+    def _managed_replica(self, group: str, affinity: Sequence[Any], rec: RequestRecord) -> str:
+        """The child of a managed model with replicas (``replicas = N``) that takes this request, chosen
+        cache-aware by its messages; the model's own name when it has no replicas."""
+        assert self.manager is not None
+        children = self.manager.settings.replica_groups.get(group)
+        if not children:
+            return group
+        balancer = self.managed_balancers.get(group)
+        if balancer is None:
+            balancer = self.managed_balancers[group] = Balancer(children)
+        chosen = balancer.pick(prefix_chain(affinity) if affinity else ()) or children[0]
+        rec.on_finish.append(lambda: balancer.end(chosen, "failed" if rec.status >= 500 else "ok"))
+        return chosen
+
+    async def _admit_managed(self, name: str, rec: RequestRecord) -> None:
+        assert self.manager is not None
+        children = self.manager.settings.replica_groups.get(name)
+        spec = self.manager.settings.models[children[0] if children else name]
+        if spec.concurrency is not None:
+            await self._wait_gate(name, spec.concurrency, spec.queue, spec.queue_timeout, rec)
+
+    async def _admit(self, route: ModelRoute, rec: RequestRecord) -> None:
+        """The model's concurrency limit: wait in its queue, or 429 with Retry-After."""
+        policy = route.policy
+        limit = policy.limit if policy is not None else None
+        if policy is None or limit is None:
+            return
+        await self._wait_gate(route.name, limit, policy.queue, policy.queue_timeout, rec)
+
+    async def _wait_gate(self, name: str, limit: int, queue: int, timeout: float, rec: RequestRecord) -> None:
+        gate = self.gates.get(name)
+        if gate is None:
+            gate = self.gates[name] = Gate(limit, queue, timeout)
+        route_name = name
+        try:
+            await gate.acquire()
+        except Refused as exc:
+            raise WireError(
+                429, f"model {route_name!r} is busy: {exc.reason}; retry in {exc.retry_after} s",
+                headers={"retry-after": str(exc.retry_after)},
+            ) from None  # fmt: skip
+        started = time.perf_counter()
+        rec.on_finish.append(lambda: gate.release(time.perf_counter() - started))
+
+    async def target(self, model: Any, rec: RequestRecord, affinity: Sequence[Any] = ()) -> Resolved:
         """resolve(), plus the model manager: a managed model is started (or waited for) here and
-        held until the request finishes (``rec.on_finish``), so it is never swapped out mid-answer."""
-        if self.manager is not None and isinstance(model, str) and self.manager.model_for(model) is not None:
-            lease = await self.manager.acquire(model)
+        held until the request finishes (``rec.on_finish``), so it is never swapped out mid-answer.
+        ``affinity``: the request's messages, for the choice among a managed model's replicas."""
+        managed = self.manager.model_for(model) if self.manager is not None and isinstance(model, str) else None
+        if self.manager is not None and managed is not None:
+            await self._admit_managed(managed, rec)
+            child = self._managed_replica(managed, affinity, rec)
+            lease = await self.manager.acquire(child)
             rec.on_finish.append(lease.release)
             name = lease.process.spec.name
-            rec.label = name
+            rec.label = managed
             return Resolved(self._managed_client(name, lease.url, lease.api_key), ModelRoute(name, None, None),
                             frozenset({"llamacpp"}))  # fmt: skip
         resolved = self.resolve(model)
         rec.label = resolved.route.name if resolved.route.name != "*" else "default"
+        if resolved.route.replicas:
+            # Once, before the model's first requests: the replicas' slots and health, so that even the
+            # first conversations get their own llama-server slot (later polls run in the background).
+            first = self._first_polls.get(resolved.route.name)
+            if first is None:
+                poll = resolved.client.poll_replicas(timeout=2.0)
+                first = self._first_polls[resolved.route.name] = asyncio.ensure_future(poll)
+            if not first.done():
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(first)
+        await self._admit(resolved.route, rec)
         return resolved
 
     def _managed_client(self, name: str, url: str, key: str) -> AsyncClient:
@@ -101,9 +225,14 @@ class Router:
         route = self.config.route(model)
         if route is None:
             raise WireError(404, f"model {model!r} is not served here (models: {self.known()})", param="model")
-        client = self.client(route.provider)
-        chain = [client.config.type]
-        for name in client.routing.fallbacks.get(client.config.name, ()):
+        if route.replicas:
+            client = self._replica_client(route)
+            chain = [self.settings.provider(n).type for n in route.replicas]
+            first = route.name
+        else:
+            client = self.client(route.provider)
+            chain, first = [client.config.type], client.config.name
+        for name in client.routing.fallbacks.get(first, ()):
             chain.append(self.settings.provider(name).type)
         return Resolved(client, route, frozenset(chain))
 

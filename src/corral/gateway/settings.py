@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..balance import ModelPolicy, model_policy, replicas_of
 from ..config import Secret, Settings
 from ..errors import ConfigurationError
 
@@ -24,6 +25,12 @@ class ModelRoute:
     upstream: str | None  # None: pass the requested name through
     aliases: tuple[str, ...] = ()
     max_output_tokens: int | None = None  # the most tokens one answer may ask for (see limits.py)
+    #: replicas, balancing, concurrency and queue (see corral.balance.config); None: none of them set
+    policy: ModelPolicy | None = None
+
+    @property
+    def replicas(self) -> tuple[str, ...]:
+        return self.policy.replicas if self.policy is not None else ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,9 +117,12 @@ def _routes(table: Any, known: set[str]) -> list[ModelRoute]:
         where = f"models.{name}"
         if not isinstance(spec, Mapping):
             raise ConfigurationError(f"{where} must be a table")
-        provider = spec.get("provider")
-        if provider is not None and provider not in known:
-            raise ConfigurationError(f"{where}.provider {provider!r} is not configured ({', '.join(sorted(known))})")
+        provider, replicas = replicas_of(spec, where, known)
+        if replicas and name in known:
+            raise ConfigurationError(f"{where}: a model with replicas needs a name of its own, not a provider's")
+        policy: ModelPolicy | None = model_policy(spec, where, known)
+        if not replicas and policy is not None and policy.limit is None:
+            policy = None  # nothing to balance or limit: the plain route
         aliases = spec.get("aliases") or []
         if not isinstance(aliases, list) or not all(isinstance(a, str) for a in aliases):
             raise ConfigurationError(f"{where}.aliases must be a list of strings")
@@ -120,7 +130,7 @@ def _routes(table: Any, known: set[str]) -> list[ModelRoute]:
         if upstream is not None and not isinstance(upstream, str):
             raise ConfigurationError(f"{where}.upstream must be a string")
         max_output = _positive(spec.get("max_output_tokens"), f"{where}.max_output_tokens")
-        out.append(ModelRoute(str(name), provider, upstream, tuple(aliases), max_output))
+        out.append(ModelRoute(str(name), provider, upstream, tuple(aliases), max_output, policy))
     return out
 
 

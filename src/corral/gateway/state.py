@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
@@ -43,6 +44,10 @@ class Gateway:
         self.observer = Observer()
         self.keys = Keys(gateway.api_keys)
         self.router = Router(settings, gateway, self.transport, manager)
+        if any(route.policy is not None for route in gateway.models) or manager is not None:
+            from .replica_metrics import ReplicaCollector
+
+            self.observer.registry.register(ReplicaCollector(self.router))
         self.manager = manager
         self.redact = Redactor.from_settings(settings, (k.get() for k in gateway.api_keys))
         self.limits = OutputLimits(gateway.max_output_tokens)
@@ -54,8 +59,8 @@ class Gateway:
         await self.transport.aclose()
 
     # -- routing (see routing.Router) -------------------------------------------------------------------------
-    async def target(self, model: Any, rec: RequestRecord) -> Resolved:
-        return await self.router.target(model, rec)
+    async def target(self, model: Any, rec: RequestRecord, affinity: Sequence[Any] = ()) -> Resolved:
+        return await self.router.target(model, rec, affinity)
 
     def resolve(self, model: Any) -> Resolved:
         return self.router.resolve(model)

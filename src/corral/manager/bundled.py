@@ -11,7 +11,15 @@ from pathlib import Path
 
 from ..errors import ConfigurationError
 
-__all__ = ["BUNDLED_ALIAS", "BUNDLED_TEMPLATE", "bundled_engine_args", "bundled_model_path", "cache_dir", "is_bundled"]
+__all__ = [
+    "BUNDLED_ALIAS",
+    "BUNDLED_TEMPLATE",
+    "DEMO_MAX_TOKENS",
+    "bundled_engine_args",
+    "bundled_model_path",
+    "cache_dir",
+    "is_bundled",
+]
 
 #: the name the bundled model answers to (/v1/models, responses' ``model``): never a file path
 BUNDLED_ALIAS = "gemma-3-270m"
@@ -19,7 +27,8 @@ BUNDLED_ALIAS = "gemma-3-270m"
 BUNDLED_TEMPLATE = Path(__file__).parent / "templates" / "gemma3.jinja"
 # The demo model is a 270M *base* model: without a guard it loops (one greeting, 512 times).
 # DRY and a repeat penalty stop the loops; a modest cap bounds what is left. Requests may ask for less.
-_DEMO_SAMPLING = ("--repeat-penalty", "1.1", "--dry-multiplier", "0.8", "-n", "128")
+DEMO_MAX_TOKENS = 128
+_DEMO_SAMPLING = ("--repeat-penalty", "1.1", "--dry-multiplier", "0.8", "-n", str(DEMO_MAX_TOKENS))
 
 
 def cache_dir() -> Path:

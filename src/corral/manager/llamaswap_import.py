@@ -5,6 +5,7 @@ macros, as llama-swap does), split like a shell would, and its program becomes t
 ``engine`` when it is llama-server (or corral's embedded engine); ``-m/--model`` becomes ``gguf``;
 ``--host``, ``--port`` and ``--api-key`` are dropped because corral picks the child's address and key;
 every other argument is kept. ``ttl`` (or ``globalTTL``), ``aliases`` and ``env`` carry over,
+``concurrencyLimit`` becomes ``concurrency`` (with no queue: beyond it, 429 at once, as llama-swap answers),
 ``healthCheckTimeout`` becomes ``load_timeout`` and ``unloadTimeout`` ``stop_grace``.
 
 What corral cannot honour is never silently dropped. Three outcomes, per key:
@@ -16,7 +17,7 @@ What corral cannot honour is never silently dropped. Three outcomes, per key:
   ``--port``, a ``proxy`` to a host other than this one;
 - a warning, and the rest of the model is imported: ``cmdStop`` (corral stops with SIGTERM, then
   SIGKILL), ``checkEndpoint`` other than /health, ``filters``, ``useModelName``, ``unlisted``,
-  ``concurrencyLimit``, per-model ``unloadTimeout``; and at the top: ``apiKeys`` (set
+  per-model ``unloadTimeout``; and at the top: ``apiKeys`` (set
   ``[gateway] api_keys``), ``hooks``, ``peers``, ``profiles``, ``selectors``, a ``matrix``
   router. Display-only keys (``name``, ``description``, ``metadata``, ``capabilities``, logging,
   UI) are ignored quietly.
@@ -181,8 +182,11 @@ class _Reader:
         path, source = model_source(gguf)
         if source is None and not path.is_file():
             self.warn(f"model {name!r}: GGUF {gguf} not found (the model will fail to start)")
+        limit = body.get("concurrencyLimit")
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
+            raise ConfigurationError(f"{where}.concurrencyLimit must be a non-negative integer, got {limit!r}")
         return ModelSpec(name, path, tuple(args), ttl_s, tuple(aliases), engine, source=source,
-                         draft=self.drafts.get(name))  # fmt: skip
+                         draft=self.drafts.get(name), concurrency=limit or None)  # fmt: skip
 
     def args(self, name: str, argv: list[str]) -> tuple[str | None, str | None, list[str]]:
         """(the fixed --port if any, the -m path, the arguments corral keeps)."""
@@ -255,7 +259,6 @@ class _Reader:
             "filters": "corral does not rewrite requests (setParamsByID names are not aliases here)",
             "useModelName": "the request's model name is passed as is",
             "unlisted": "every model is listed in /v1/models",
-            "concurrencyLimit": "not enforced",
             "unloadTimeout": "one stop_grace for every model (top-level unloadTimeout)",
         }
         for key, why in notes.items():
@@ -264,7 +267,7 @@ class _Reader:
         check = body.get("checkEndpoint")
         if check not in (None, "", "/health"):
             self.warn(f"model {name!r}: checkEndpoint {check!r} ignored (corral waits for /health)")
-        handled = {"cmd", "proxy", "env", "ttl", "aliases", "checkEndpoint", *notes}
+        handled = {"cmd", "proxy", "env", "ttl", "aliases", "checkEndpoint", "concurrencyLimit", *notes}
         for key in body:
             if key not in handled | _QUIET_MODEL_KEYS:
                 self.warn(f"model {name!r}: unknown key {key!r} ignored")

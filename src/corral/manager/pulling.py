@@ -66,7 +66,9 @@ class Pulls:
             self._tasks[name] = asyncio.ensure_future(asyncio.to_thread(self._run, name, refs))
         raise ModelLoading(
             f"model {name!r} is being downloaded ({self._progress.get(name, '')}); retry in {RETRY_AFTER:g} s",
-            status=503, provider="manager", retry_after=RETRY_AFTER,
+            status=503,
+            provider="manager",
+            retry_after=RETRY_AFTER,
         )
 
     def _run(self, name: str, refs: list[str]) -> None:

@@ -97,9 +97,13 @@ class Scheduler:
 
     # -- the request path -------------------------------------------------------------------------------------
     async def acquire(self, name: str) -> Lease:
-        model = self.model_for(name)
+        # a routable name, or one child of a model with replicas (the gateway's balancer names it)
+        model = self.model_for(name) if name not in self.settings.models else name
         if model is None:
             raise ConfigurationError(f"model {name!r} is not managed")
+        children = self.settings.replica_groups.get(model)
+        if children:  # a model with replicas asked for by name (load, an Ollama route): its first child
+            model = children[0]
         spec = self.pulls.ready(self.settings.models[model])
         self._ensure_reaper()
         ready = self._procs.get(model)
@@ -263,7 +267,8 @@ class Scheduler:
             model = self.model_for(name)
             if model is None:
                 raise ConfigurationError(f"model {name!r} is not managed")
-            targets = [p for p in self._procs.values() if p.spec.name == model]
+            names = set(self.settings.replica_groups.get(model, ())) | {model}  # a model with replicas: all of them
+            targets = [p for p in self._procs.values() if p.spec.name in names]
         else:
             targets = list(self._procs.values())
         async with self._cond:

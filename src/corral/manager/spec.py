@@ -12,6 +12,9 @@ args = ["-c", "8192", "--jinja"]   # extra llama-server arguments (an argv list,
 ttl = 300                        # idle seconds before unload; 0 = never
 aliases = ["gpt-4o-mini"]
 draft = "hf://bartowski/Qwen2.5-0.5B-Instruct-GGUF:Q4_K_M"   # optional: speculative decoding (-md)
+replicas = 2                     # optional: N children of this model, balanced (corral.balance)
+concurrency = 4                  # optional: requests at once; beyond it they wait (queue) or get 429
+queue = 16                       # requests that may wait (default 0: 429 at once); queue_timeout = 30
 
 A ``gguf`` or ``draft`` given as ``hf://org/repo:QUANT`` (or a pulled model's name) is pulled on
 first use; the gateway answers 503 with Retry-After meanwhile (see pulling.py).
@@ -22,7 +25,7 @@ from __future__ import annotations
 import shutil
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +48,9 @@ class ModelSpec:
     engine: tuple[str, ...] | None = None  # argv prefix; None = the manager's default
     source: str | None = None  # the Hub reference ``gguf`` was given as; gguf is its cached path once pulled
     draft: str | None = None  # draft model for speculative decoding: a path or a Hub reference
+    concurrency: int | None = None  # requests at once (the gateway queues the rest, see corral.balance)
+    queue: int = 0  # requests that may wait beyond concurrency; more get 429 at once
+    queue_timeout: float = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +68,9 @@ class ManagerSettings:
     # Sets of models that may run together. With groups, a model outside every group of a running
     # child swaps it out (llama-swap's exclusive groups); without, only max_loaded limits.
     groups: tuple[frozenset[str], ...] = ()
+    # ``replicas = N``: the model name -> its N children's names ("name#1" …), each a model of its own
+    # here; the gateway balances requests for the name over them (corral.balance).
+    replica_groups: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     def compatible(self, a: str, b: str) -> bool:
         """May models ``a`` and ``b`` be loaded at the same time?"""
@@ -74,13 +83,18 @@ class ManagerSettings:
         return bool(self.models)
 
     def names(self) -> dict[str, str]:
-        """Every routable name (model names and aliases) -> the model name."""
+        """Every routable name (model names and aliases) -> the model name (for a model with replicas:
+        its own name, which :attr:`replica_groups` maps to its children)."""
         out: dict[str, str] = {}
+        children = {c: group for group, cs in self.replica_groups.items() for c in cs}
         for spec in self.models.values():
-            for n in (spec.name, *spec.aliases):
+            group = children.get(spec.name)
+            for n in (group, *spec.aliases) if group is not None else (spec.name, *spec.aliases):
+                if group is not None and n == group and out.get(n) == group:
+                    continue  # the group's name, from its first child
                 if n in out:
                     raise ConfigurationError(f"manager: the name {n!r} is used by two models")
-                out[n] = spec.name
+                out[n] = group if group is not None else spec.name
         return out
 
     @classmethod
@@ -100,8 +114,20 @@ class ManagerSettings:
         specs = table.get("models") or {}
         if not isinstance(specs, Mapping):
             raise ConfigurationError("[manager.models] must be a table of model tables")
+        replica_groups: dict[str, tuple[str, ...]] = {}
         for name, spec in specs.items():
-            models[str(name)] = _spec(str(name), spec)
+            one = _spec(str(name), spec)
+            count = spec.get("replicas", 1) if isinstance(spec, Mapping) else 1
+            if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+                raise ConfigurationError(f"manager.models.{name}.replicas must be a positive integer, got {count!r}")
+            if count == 1:
+                models[str(name)] = one
+                continue
+            # N children of one model, each on a port corral picks; the aliases stay with the group name
+            children = tuple(f"{name}#{i}" for i in range(1, count + 1))
+            for i, child in enumerate(children):
+                models[child] = replace(one, name=child, aliases=one.aliases if i == 0 else ())
+            replica_groups[str(name)] = children
         dirs = table.get("models_dirs") or []
         if isinstance(dirs, str):
             dirs = [dirs]
@@ -113,8 +139,12 @@ class ManagerSettings:
             raise ConfigurationError("manager.max_queue must be a positive integer")
         state_dir = table.get("state_dir")
         groups = _groups(table.get("groups"), models)
+        if groups and replica_groups:  # a model's replicas always run together
+            groups = (*groups, *(frozenset(cs) for cs in replica_groups.values()))
         if groups and "max_loaded" not in table:
             max_loaded = max(len(g) for g in groups)  # groups alone decide what runs together
+        elif replica_groups and "max_loaded" not in table:
+            max_loaded = max(max_loaded, *(len(cs) for cs in replica_groups.values()))
         return cls(
             models=models,
             max_loaded=max_loaded,
@@ -123,6 +153,7 @@ class ManagerSettings:
             engine=engine,
             state_dir=Path(state_dir).expanduser() if state_dir else None,
             max_queue=max_queue,
+            replica_groups=replica_groups,
             **timeouts,
         )
 
@@ -185,6 +216,9 @@ def _spec(name: str, spec: Any) -> ModelSpec:
     if not isinstance(aliases, list) or not all(isinstance(a, str) for a in aliases):
         raise ConfigurationError(f"{where}.aliases must be a list of names")
     path, source = model_source(gguf)
+    from ..balance import model_policy
+
+    limits = model_policy({k: v for k, v in spec.items() if k in _LIMIT_KEYS}, where)
     return ModelSpec(
         name=name,
         gguf=path,
@@ -194,7 +228,13 @@ def _spec(name: str, spec: Any) -> ModelSpec:
         engine=_engine(spec.get("engine"), f"{where}.engine"),
         source=source,
         draft=draft,
+        concurrency=limits.concurrency,
+        queue=limits.queue,
+        queue_timeout=limits.queue_timeout,
     )
+
+
+_LIMIT_KEYS = ("concurrency", "queue", "queue_timeout")
 
 
 def model_source(gguf: str) -> tuple[Path, str | None]:

@@ -151,6 +151,24 @@ class ProviderHealth(BaseModel):
     llama_cpp: LlamaCppInfo | None = None
 
 
+class ReplicaState(BaseModel):
+    """One replica of a model (``[models.<name>] provider = [...]``), as its balancer sees it."""
+
+    name: str
+    state: Literal["healthy", "ejected", "probing"]
+    in_flight: int
+    slots_busy: int | None = None
+    slots_total: int | None = None
+    requests: int = 0
+    cache_hit_share: float | None = Field(None, description="Requests routed to a replica holding their prefix.")
+
+
+class ReplicatedModel(BaseModel):
+    model: str
+    balance: str
+    replicas: list[ReplicaState]
+
+
 class SystemInfo(BaseModel):
     corral_version: str
     python: str
@@ -159,6 +177,9 @@ class SystemInfo(BaseModel):
     memory: MemoryInfo
     gpus: list[GpuInfo]
     providers: list[ProviderHealth]
+    replicated_models: list[ReplicatedModel] = Field(
+        default_factory=list, description="Models served by several replicas: each replica's health and load now."
+    )
 
 
 # -- probes (mirror corral.probe's as_dict(); unknown extra fields are dropped) -----------------------------

@@ -37,6 +37,8 @@ from .schemas import (
     ModelsResult,
     ProviderHealth,
     ProviderStatus,
+    ReplicaState,
+    ReplicatedModel,
     StreamResult,
     SystemInfo,
     ValidationOut,
@@ -249,13 +251,21 @@ class CorralTools:
         async def one(name: str) -> None:
             health[name] = await self._health_of(name)
 
+        replicated: dict[str, ReplicatedModel] = {}
+
+        async def replicas(model: str) -> None:
+            replicated[model] = await self._replicas_of(model)
+
         async with anyio.create_task_group() as tg:
             for name in self.pool.names:
                 tg.start_soon(one, name)
+            for model in self._replicated_names():
+                tg.start_soon(replicas, model)
             cpu = await anyio.to_thread.run_sync(cpu_info)
             memory = await anyio.to_thread.run_sync(memory_info)
             gpus = await anyio.to_thread.run_sync(gpu_info)
         return SystemInfo(
+            replicated_models=[replicated[m] for m in sorted(replicated)],
             corral_version=__version__,
             python=platform.python_version(),
             platform=platform.platform(),
@@ -263,6 +273,26 @@ class CorralTools:
             memory=memory,
             gpus=gpus,
             providers=[health[n] for n in self.pool.names],
+        )
+
+    def _replicated_names(self) -> list[str]:
+        models = self.pool.settings.raw.get("models")
+        if not isinstance(models, dict):
+            return []
+        return [
+            str(n) for n, spec in models.items() if isinstance(spec, dict) and isinstance(spec.get("provider"), list)
+        ]
+
+    async def _replicas_of(self, model: str) -> ReplicatedModel:
+        """Each replica's health and load now (llama-server's /slots, else its health check)."""
+        client = AsyncClient(model, config=self.pool.settings)
+        try:
+            state = await client.poll_replicas(timeout=STATUS_TIMEOUT)
+        finally:
+            await client.aclose()
+        balance = client.policy.balance if client.policy is not None else "cache-aware"
+        return ReplicatedModel(
+            model=model, balance=balance, replicas=[ReplicaState(name=n, **r) for n, r in state.items()]
         )
 
     async def _health_of(self, name: str) -> ProviderHealth:

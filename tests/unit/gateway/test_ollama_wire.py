@@ -174,6 +174,16 @@ def test_options_reach_the_request_and_the_rest_is_named() -> None:
     assert extra == {} and "options.top_k" in skipped  # a mixed fallback chain gets what all take
 
 
+def test_unknown_option_names_are_counted_never_echoed() -> None:
+    # A client's option name in a response header: a name outside Latin-1 made the gateway fail
+    # with a 500 after the model had answered (the fuzz battery's finding).
+    opts = parse_options({"\U000134df=\U000c0021": 50.0, "x\r\nset-cookie: a": 1, "top_k": 3, "num_ctx": 99})
+    extra, skipped = provider_extras(opts, None, None, frozenset({"anthropic"}), managed=False)
+    assert extra == {"top_k": 3}
+    assert skipped == ["options.num_ctx", "2 unknown options"]
+    ", ".join(skipped).encode("latin-1")  # what starlette does with a header value
+
+
 def test_num_predict_minus_one_means_no_limit_and_json_mode() -> None:
     call = chat_call(
         {

@@ -18,7 +18,7 @@ from ...providers.base import HTTPRequest, Provider
 from ...types import ChatResponse
 from ..chat import ChatCall, ChatWire, serve_chat
 from ..observe import RequestRecord
-from ..relay import SSE_MALFORMED, EventWriter
+from ..relay import EventWriter, RelayCheck
 from ..state import Gateway
 from .wire import AnthropicEventWriter, anthropic_response, chat_request_from_anthropic, count_tokens_request
 
@@ -41,17 +41,12 @@ def client_betas(provider: Provider, request: Request) -> dict[str, str]:
     return {"anthropic-beta": ",".join(dict.fromkeys(own + asked))}
 
 
-class _Relay:
-    """How a relayed Messages stream ends (message_stop) and fails (an error event)."""
-
-    media_type = "text/event-stream"
-    separator = b"\n\n"
-    malformed = SSE_MALFORMED
-    end = re.compile(rb'"type"\s*:\s*"message_stop"')
-    failure = re.compile(rb"(?m)^event:\s*error")
-
-    def error(self, model: str, status: int, kind: str, message: str) -> bytes:
-        return AnthropicEventWriter(model, "").error(status, kind, message)
+#: how a relayed Messages stream ends (message_stop) and fails (an error event)
+_RELAY = RelayCheck(
+    end=re.compile(rb'"type"\s*:\s*"message_stop"'),
+    failure=re.compile(rb"(?m)^event:\s*error"),
+    error=lambda model, status, kind, message: AnthropicEventWriter(model, "").error(status, kind, message),
+)
 
 
 class AnthropicMessages(ChatWire):
@@ -63,7 +58,7 @@ class AnthropicMessages(ChatWire):
     protocol = "anthropic"
     route = "/v1/messages"
     native_types = frozenset({"anthropic"})
-    check = _Relay()
+    check = _RELAY
 
     def parse(self, body: dict[str, Any], raw: bytes) -> ChatCall:
         req = chat_request_from_anthropic(body)  # validates, naming the bad field
@@ -93,9 +88,7 @@ class AnthropicMessages(ChatWire):
     def writer(self, call: ChatCall, model: str) -> EventWriter:
         choice = call.req.tool_choice
         forced = choice == "required" or isinstance(choice, dict)  # the answer must be a call: no text first
-        return AnthropicEventWriter(
-            model, f"msg_{uuid.uuid4().hex[:24]}", usage=call.usage_so_far, hold_content=forced
-        )
+        return AnthropicEventWriter(model, f"msg_{uuid.uuid4().hex[:24]}", usage=call.usage_so_far, hold_content=forced)
 
 
 ANTHROPIC_MESSAGES = AnthropicMessages()

@@ -22,7 +22,7 @@ from ...providers.base import HTTPRequest, Provider
 from ...types import ChatResponse, Completion
 from ..chat import ChatCall, ChatWire
 from ..observe import RequestRecord
-from ..relay import NDJSON_MALFORMED, EventWriter, WireJSON, until_disconnect
+from ..relay import NDJSON_MALFORMED, EventWriter, RelayCheck, WireJSON, until_disconnect
 from ..routing import LLAMACPP_TYPES, Resolved
 from ..state import Gateway
 from .names import canonical_name, is_managed, resolve
@@ -36,17 +36,15 @@ __all__ = ["OLLAMA_CHAT", "OLLAMA_GENERATE", "OLLAMA_NATIVE"]
 OLLAMA_NATIVE = frozenset({"ollama"})
 
 
-class _Relay:
-    """How a relayed Ollama stream ends (a ``done: true`` line) and fails (an ``error`` line)."""
-
-    media_type = "application/x-ndjson"
-    separator = b"\n"
-    malformed = NDJSON_MALFORMED
-    end = re.compile(rb'"done"\s*:\s*true')
-    failure = re.compile(rb'(?m)^\{\s*"error"')
-
-    def error(self, model: str, status: int, kind: str, message: str) -> bytes:
-        return ndjson({"error": message})
+#: how a relayed Ollama stream ends (a ``done: true`` line) and fails (an ``error`` line)
+_RELAY = RelayCheck(
+    end=re.compile(rb'"done"\s*:\s*true'),
+    failure=re.compile(rb'(?m)^\{\s*"error"'),
+    error=lambda model, status, kind, message: ndjson({"error": message}),
+    media_type="application/x-ndjson",
+    separator=b"\n",
+    malformed=NDJSON_MALFORMED,
+)
 
 
 def _loaded(call: ChatCall, reason: str) -> Response:
@@ -62,7 +60,7 @@ def _loaded(call: ChatCall, reason: str) -> Response:
 class _OllamaWire(ChatWire):
     protocol = "ollama"
     native_types = OLLAMA_NATIVE
-    check = _Relay()
+    check = _RELAY
     path = ""
 
     def native_request(self, provider: Provider, payload: Any) -> HTTPRequest:

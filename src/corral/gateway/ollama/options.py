@@ -49,6 +49,8 @@ _FLOATS = frozenset({"temperature", "top_p", "min_p", "typical_p", "tfs_z", "rep
                      "frequency_penalty", "mirostat_tau", "mirostat_eta"})  # fmt: skip
 _BOOLS = frozenset({"numa", "low_vram", "f16_kv", "logits_all", "vocab_only", "use_mmap", "use_mlock",
                     "embedding_only", "penalize_newline"})  # fmt: skip
+#: Ollama's option names: only these are named back in the header
+_KNOWN = _INTS | _FLOATS | _BOOLS | frozenset(_LLAMACPP)
 _THINK_LEVELS = ("low", "medium", "high")
 # A Go duration: "1h30m", "-1s", "300ms", "1.5h".
 _GO_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
@@ -162,11 +164,16 @@ def provider_extras(
     extra: dict[str, Any] = {}
     skipped: list[str] = []
     names = _BY_TYPE.get(kind, {})
+    unknown = 0
     for key, value in opts.other.items():
         if key in names:
             extra[names[key]] = value
-        else:
+        elif key in _KNOWN:
             skipped.append(f"options.{key}")
+        else:
+            unknown += 1  # a client's own string never goes into a header (it may not even be Latin-1)
+    if unknown:
+        skipped.append(f"{unknown} unknown option{'s' if unknown > 1 else ''}")
     if isinstance(think, bool) and kind == "openai":
         skipped.append("think")
     if keep_alive is not None and not managed:

@@ -255,9 +255,7 @@ class OpenAIChunkWriter:
     def _frame(obj: Mapping[str, Any]) -> bytes:
         return f"data: {sse_json(obj)}\n\n".encode()
 
-    def _chunk(
-        self, delta: Mapping[str, Any], finish: str | None = None, logprobs: Any = None
-    ) -> dict[str, Any]:
+    def _chunk(self, delta: Mapping[str, Any], finish: str | None = None, logprobs: Any = None) -> dict[str, Any]:
         choice = {"index": 0, "delta": dict(delta), "logprobs": logprobs, "finish_reason": finish}
         return {"id": self.id, "object": "chat.completion.chunk", "created": self.created, "model": self.model,
                 "choices": [choice]}  # fmt: skip
@@ -332,5 +330,3 @@ class OpenAIChunkWriter:
         if body["error"]["code"] is None:
             body["error"]["code"] = status
         return self._frame(body)
-
-

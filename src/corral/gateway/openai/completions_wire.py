@@ -114,5 +114,3 @@ def openai_completion_response(c: Completion, *, model: str, created: int) -> di
     if c.timings is not None:
         out["timings"] = timings_dict(c.timings)
     return out
-
-

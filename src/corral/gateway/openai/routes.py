@@ -18,7 +18,7 @@ from ...providers.openai_compat.stream import raise_stream_error
 from ...sse import StreamDecoder
 from ..chat import ChatCall, ChatWire, serve_chat
 from ..observe import RequestRecord
-from ..relay import SSE_MALFORMED, EventWriter, WireJSON, relay_stream, until_disconnect
+from ..relay import EventWriter, RelayCheck, WireJSON, relay_stream, until_disconnect
 from ..routing import LLAMACPP_TYPES, OPENAI_SHAPED, STREAM_ONLY_CANCEL, Resolved
 from ..state import Gateway, forwarded, now
 from ..wire_errors import WireError, WireProtocol, error_response
@@ -36,24 +36,19 @@ from .embeddings_wire import (
 __all__ = ["OPENAI_CHAT", "chat_completions", "completions", "embeddings", "model", "models", "rerank"]
 
 
-class _Relay:
-    """How a relayed chat.completion.chunk stream ends (``[DONE]`` or a finish reason) and fails."""
-
-    media_type = "text/event-stream"
-    separator = b"\n\n"
-    malformed = SSE_MALFORMED
-    end = re.compile(rb'data: ?\[DONE\]|"finish_reason"\s*:\s*"')
-    failure = re.compile(rb'(?m)^data: ?\{\s*"error"')
-
-    def error(self, model: str, status: int, kind: str, message: str) -> bytes:
-        return OpenAIChunkWriter(model, now(), "").error(status, kind, message)
+#: how a relayed chat.completion.chunk stream ends (``[DONE]`` or a finish reason) and fails
+_RELAY = RelayCheck(
+    end=re.compile(rb'data: ?\[DONE\]|"finish_reason"\s*:\s*"'),
+    failure=re.compile(rb'(?m)^data: ?\{\s*"error"'),
+    error=lambda model, status, kind, message: OpenAIChunkWriter(model, now(), "").error(status, kind, message),
+)
 
 
 class OpenAIChat(ChatWire):
     protocol = "openai"
     route = "/v1/chat/completions"
     native_types = OPENAI_SHAPED
-    check = _Relay()
+    check = _RELAY
 
     def parse(self, body: dict[str, Any], raw: bytes) -> ChatCall:
         req = chat_request_from_openai(body)  # validates every field, naming the bad one
@@ -105,7 +100,7 @@ async def chat_completions(request: Request) -> Response:
     return await serve_chat(request, OPENAI_CHAT)
 
 
-_COMPLETION_RELAY = _Relay()  # text_completion chunks end like chat chunks: a finish reason, then [DONE]
+_COMPLETION_RELAY = _RELAY  # text_completion chunks end like chat chunks: a finish reason, then [DONE]
 
 
 async def completions(request: Request) -> Response:

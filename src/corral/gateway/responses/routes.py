@@ -24,7 +24,7 @@ from ...providers.base import ChatRequest, HTTPRequest, Provider
 from ...types import ChatResponse, Message
 from ..chat import ChatCall, ChatWire, serve_chat
 from ..openai.fields import sse_json
-from ..relay import SSE_MALFORMED, EventWriter
+from ..relay import EventWriter, RelayCheck
 from ..routing import OPENAI_SHAPED, Resolved
 from ..state import Gateway, now
 from ..wire_errors import error_response
@@ -34,19 +34,18 @@ from .request import ResponsesRequest, Untranslatable, responses_request
 __all__ = ["RESPONSES", "responses", "stored"]
 
 
-class _Relay:
-    """How a relayed Responses stream ends (its final lifecycle event) and fails."""
+def _relay_error(model: str, status: int, kind: str, message: str) -> bytes:
+    # No response id here to fail a response with: an ``error`` event, which needs none.
+    event = {"type": "error", "code": error_code(status), "message": message, "param": None}
+    return f"event: error\ndata: {sse_json(event)}\n\n".encode()
 
-    media_type = "text/event-stream"
-    separator = b"\n\n"
-    malformed = SSE_MALFORMED
-    end = re.compile(rb'"type"\s*:\s*"response\.(?:completed|incomplete|failed)"')
-    failure = re.compile(rb'(?m)^event:\s*(?:error|response\.failed)\b|^data: ?\{"type":"(?:error|response\.failed)"')
 
-    def error(self, model: str, status: int, kind: str, message: str) -> bytes:
-        # No response id here to fail a response with: an ``error`` event, which needs none.
-        event = {"type": "error", "code": error_code(status), "message": message, "param": None}
-        return f"event: error\ndata: {sse_json(event)}\n\n".encode()
+#: how a relayed Responses stream ends (its final lifecycle event) and fails
+_RELAY = RelayCheck(
+    end=re.compile(rb'"type"\s*:\s*"response\.(?:completed|incomplete|failed)"'),
+    failure=re.compile(rb'(?m)^event:\s*(?:error|response\.failed)\b|^data: ?\{"type":"(?:error|response\.failed)"'),
+    error=_relay_error,
+)
 
 
 def _no_parallel(choice: Any) -> Any:
@@ -65,7 +64,7 @@ class Responses(ChatWire):
     route = "/v1/responses"
     max_tokens_field = "max_output_tokens"
     native_types = frozenset({"openai"})
-    check = _Relay()
+    check = _RELAY
 
     def __init__(self) -> None:
         #: providers whose host answered /v1/responses with "no such route": translated from then on
